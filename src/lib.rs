@@ -1,0 +1,2 @@
+//! rshell: a restricted login shell for rsync servers.
+pub mod policy;

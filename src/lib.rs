@@ -1,2 +1,420 @@
-//! rshell: a restricted login shell for rsync servers.
+//! rshell: a restricted login shell that runs only vetted `rsync --server` invocations.
+//!
+//! The pipeline reads like the security argument (design §5):
+//! argv → mode → policy (user from passwd, client from SSH_CONNECTION, key flags)
+//! → split the command (no shell) → parse the rsync invocation (option table)
+//! → decide (paths beneath root; exact argv) → log → lock, confine, exec.
+//! `--test` shares every step up to the decision and differs only in its sinks.
+//! Only `sys` may hold `unsafe`; every other module forbids it.
+#![deny(unsafe_code)]
+
+pub mod check;
+pub mod cli;
+pub mod command;
+pub mod confine;
+pub mod digest;
+pub mod lint;
+pub mod log;
+pub mod net;
 pub mod policy;
+pub mod report;
+pub mod resolve;
+pub mod rsync;
+#[allow(unsafe_code)]
+pub mod sys;
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use check::{ExecPlan, Request, Verdict};
+use cli::{KeyFlags, Mode};
+use policy::{Access, Config, ConfigError, Layer, Policy, Source};
+use sys::{Account, SshContext};
+
+/// Exit codes (design §4), outside rsync's own 1–35.
+pub const EXIT_DENIED: i32 = 77;
+pub const EXIT_USAGE: i32 = 64;
+pub const EXIT_CONFIG: i32 = 78;
+pub const EXIT_SYSTEM: i32 = 71;
+
+/// How long a second writer waits for the root lock before a clear refusal.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which invocation form is being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Login,
+    Nested,
+    Standalone,
+}
+
+impl Form {
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::Login => "login-shell",
+            Form::Nested => "nested-forced",
+            Form::Standalone => "forced",
+        }
+    }
+}
+
+/// Why a request did not get as far as a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused: the reason names the offending word or rule.
+    Denied(String),
+    /// The configuration is unusable (all or nothing).
+    Config(String),
+    /// `true` in standalone forced mode: rrsync's connectivity probe, exit 0.
+    Probe,
+}
+
+/// Inputs shared by a real run and `--test`.
+pub struct Input<'a> {
+    pub form: Form,
+    pub key: Option<&'a KeyFlags>,
+    pub config_path: &'a Path,
+    pub account: &'a Account,
+    pub client: Option<IpAddr>,
+    pub command: &'a [u8],
+}
+
+/// The result of the shared steps.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub policy: Option<Policy>,
+    pub outcome: Result<ExecPlan, Failure>,
+}
+
+/// Every step up to the decision, identical for a real run and `--test`.
+pub fn evaluate(input: &Input) -> Evaluation {
+    let policy = match load_policy(input) {
+        Ok(p) => p,
+        Err(f) => return Evaluation { policy: None, outcome: Err(f) },
+    };
+    let outcome = decide_command(input, &policy);
+    Evaluation {
+        policy: Some(policy),
+        outcome,
+    }
+}
+
+fn load_policy(input: &Input) -> Result<Policy, Failure> {
+    let explicit = input.key.and_then(|k| k.config.as_ref());
+    let path = explicit.map(PathBuf::as_path).unwrap_or(input.config_path);
+    let account = input.account;
+    let mut policy = match Config::load(path) {
+        Ok(cfg) => cfg
+            .policy_for(&account.name, &account.groups)
+            .map_err(|e| Failure::Config(e.to_string()))?,
+        // A standalone key runs on the built-in defaults when there is no config at all.
+        Err(ConfigError::Missing(_)) if input.form == Form::Standalone && explicit.is_none() => Policy::builtin(),
+        Err(e) => return Err(Failure::Config(e.to_string())),
+    };
+    match (input.form, input.key) {
+        (Form::Login, _) | (_, None) if !policy.configured && input.form != Form::Standalone => {
+            return Err(Failure::Denied(format!(
+                "no policy for user {} in {}",
+                account.name,
+                path.display()
+            )))
+        }
+        (Form::Standalone, Some(key)) => policy.apply(&key_layer(key, &account.home), &Source::Key),
+        (Form::Nested, Some(key)) => {
+            if !policy.configured {
+                return Err(Failure::Denied(format!(
+                    "no policy for user {} in {} (a nested rshell key may only narrow one)",
+                    account.name,
+                    path.display()
+                )));
+            }
+            narrow(&mut policy, key, account).map_err(Failure::Denied)?;
+        }
+        _ => {}
+    }
+    Ok(policy)
+}
+
+fn decide_command(input: &Input, policy: &Policy) -> Result<ExecPlan, Failure> {
+    if input.form == Form::Standalone && input.command == b"true" {
+        return Err(Failure::Probe);
+    }
+    let words = command::split(input.command).map_err(|e| Failure::Denied(e.to_string()))?;
+    let invocation = rsync::parse(&words, &policy.settings.rsync).map_err(|e| Failure::Denied(e.to_string()))?;
+    let request = Request {
+        account: input.account,
+        client: input.client,
+        invocation: &invocation,
+        policy,
+    };
+    match check::decide(&request) {
+        Verdict::Allow(plan) => Ok(plan),
+        Verdict::Deny(reason) => Err(Failure::Denied(reason)),
+    }
+}
+
+/// A standalone key's flags as a policy layer (authoritative, rrsync semantics:
+/// a relative DIR is relative to the home directory).
+fn key_layer(key: &KeyFlags, home: &Path) -> Layer {
+    Layer {
+        root: key.dir.as_ref().map(|d| key_dir(d, home).display().to_string()),
+        access: key.access,
+        delete: key.no_delete.then_some(false),
+        overwrite: key.no_overwrite.then_some(false),
+        munge_links: key.munge.then_some(true),
+        lock: key.no_lock.then_some(false),
+        ..Layer::default()
+    }
+}
+
+fn key_dir(dir: &str, home: &Path) -> PathBuf {
+    policy::normalize(&if dir.starts_with('/') { PathBuf::from(dir) } else { home.join(dir) })
+}
+
+/// A nested key may only narrow the configured policy (design §2).
+fn narrow(policy: &mut Policy, key: &KeyFlags, account: &Account) -> Result<(), String> {
+    let mut layer = Layer::default();
+    if let Some(dir) = &key.dir {
+        let configured = policy::expand_root(&policy.settings.root, &account.name, &account.home);
+        let wanted = key_dir(dir, &account.home);
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        if dir.split('/').any(|c| c == "..") || !canon(&wanted).starts_with(canon(&configured)) {
+            return Err(format!(
+                "the key's directory {} is not inside the configured root {}",
+                wanted.display(),
+                configured.display()
+            ));
+        }
+        layer.root = Some(wanted.display().to_string());
+    }
+    if let Some(wanted) = key.access {
+        let now = policy.settings.access;
+        layer.access = Some(match (now, wanted) {
+            (Access::ReadWrite, w) => w,
+            (a, w) if a == w => a,
+            _ => return Err(format!("the key asks for {wanted} but this account is {now}: nothing is left")),
+        });
+    }
+    if key.no_delete {
+        layer.delete = Some(false);
+    }
+    if key.no_overwrite {
+        layer.overwrite = Some(false);
+    }
+    if key.munge {
+        layer.munge_links = Some(true);
+    }
+    policy.apply(&layer, &Source::Key);
+    Ok(())
+}
+
+/// The entry point: argv and the captured sshd variables (the environment is already
+/// clear). Returns the exit code; on success it does not return (rsync runs instead).
+pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
+    let mode = match cli::parse(&args, ctx.original_command.is_some()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rshell: {e}");
+            eprintln!("usage: see `rshell --help`");
+            return EXIT_USAGE;
+        }
+    };
+    match mode {
+        Mode::Help => {
+            // Help goes to stderr: stdout may be an rsync protocol channel.
+            eprint!("{}", cli::HELP);
+            0
+        }
+        Mode::Version => {
+            eprintln!("rshell {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Mode::Test {
+            command,
+            user,
+            from,
+            key,
+            config,
+            json,
+        } => report::test(&command, user.as_deref(), from.as_deref(), key.as_ref(), config.as_deref(), json),
+        Mode::Policy { user, config } => report::policy(user.as_deref(), config.as_deref()),
+        Mode::Check { config, strict } => lint::check(config.as_deref(), strict),
+        Mode::Interactive => serve(Form::Login, None, None, &ctx),
+        Mode::LoginShell { command } => serve(Form::Login, None, Some(command), &ctx),
+        Mode::Nested { key } => serve(Form::Nested, Some(&key), ctx.original_command.clone(), &ctx),
+        Mode::Standalone { key } => serve(Form::Standalone, Some(&key), ctx.original_command.clone(), &ctx),
+    }
+}
+
+/// Serve one ssh request: decide, log, and exec rsync — or refuse.
+fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &SshContext) -> i32 {
+    let account = match sys::current_account() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("rshell: denied: {e}");
+            log::send(&format!("deny uid={} reason=\"{}\"", sys::current_uid(), log::escape(&e.to_string(), 256)), true);
+            return EXIT_SYSTEM;
+        }
+    };
+    let client = net::client_from_ssh_connection(ctx.connection.as_deref());
+    let key_fp = ctx.user_auth.as_ref().and_then(|p| log::key_fingerprint(Path::new(p)));
+    let command_bytes = command.as_ref().map(|c| c.as_encoded_bytes().to_vec());
+    let mut record = log::Decision {
+        user: &account.name,
+        uid: account.uid,
+        client: client.map(|c| c.to_string()),
+        key: key_fp,
+        mode: form.name(),
+        section: "-".into(),
+        landlock: "landlock=-".into(),
+        command: command_bytes
+            .as_deref()
+            .map(|c| log::escape_bytes(c, log::MAX_LOGGED_COMMAND))
+            .unwrap_or_else(|| "(none)".into()),
+        ..Default::default()
+    };
+    let Some(command_bytes) = command_bytes else {
+        let reason = match form {
+            Form::Login => "this account is for rsync transfers only; interactive logins are not available",
+            _ => "no client command (SSH_ORIGINAL_COMMAND is not set): this key is for rsync only",
+        };
+        return refuse(&mut record, reason, EXIT_DENIED);
+    };
+    let input = Input {
+        form,
+        key,
+        config_path: Path::new(policy::DEFAULT_CONFIG),
+        account: &account,
+        client,
+        command: &command_bytes,
+    };
+    let evaluation = evaluate(&input);
+    if let Some(p) = &evaluation.policy {
+        record.section = p.section.to_string();
+    }
+    match evaluation.outcome {
+        Err(Failure::Probe) => {
+            record.allowed = true;
+            record.reason = "connectivity probe `true`".into();
+            log::send(&record.line(), false);
+            0
+        }
+        Err(Failure::Denied(reason)) => refuse(&mut record, &reason, EXIT_DENIED),
+        Err(Failure::Config(reason)) => refuse(&mut record, &format!("configuration error: {reason}"), EXIT_CONFIG),
+        Ok(plan) => {
+            record.allowed = true;
+            record.reason = plan.kind.into();
+            record.landlock = predicted_landlock(&plan);
+            log::send(&record.line(), false);
+            execute(&plan, &record)
+        }
+    }
+}
+
+fn refuse(record: &mut log::Decision, reason: &str, code: i32) -> i32 {
+    record.allowed = false;
+    record.reason = reason.to_string();
+    log::send(&record.line(), true);
+    eprintln!("rshell: denied: {}", log::escape(reason, 1024));
+    code
+}
+
+/// What Landlock will do for this plan, as far as can be known before the child applies it.
+pub fn predicted_landlock(plan: &ExecPlan) -> String {
+    match (plan.confine, confine::probe()) {
+        (policy::ConfineMode::Off, _) => "landlock=off".into(),
+        (_, Ok(abi)) if abi >= 2 => format!("landlock=enforced(abi {abi})"),
+        (_, Ok(abi)) => format!("landlock=unavailable(abi {abi} < 2)"),
+        (_, Err(why)) => format!("landlock=unavailable({why})"),
+    }
+}
+
+/// Lock, fork (for the outcome record), confine and exec.
+fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
+    let cwd = match sys::open_dir(&plan.cwd) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("rshell: denied: root {}: {}", plan.cwd.display(), e.desc());
+            return EXIT_SYSTEM;
+        }
+    };
+    let lock = if plan.lock {
+        match sys::lock_root(&plan.cwd, LOCK_TIMEOUT) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                eprintln!("rshell: denied: {e}");
+                log::send(&format!("deny user={} reason=\"{}\"", record.user, log::escape(&e.to_string(), 256)), true);
+                return EXIT_SYSTEM;
+            }
+        }
+    } else {
+        None
+    };
+    let keep: Vec<i32> = lock.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    let image = sys::ExecImage {
+        program: &plan.program,
+        argv: &plan.argv,
+        env: &plan.env,
+        cwd: &cwd,
+        umask: plan.umask,
+        keep: &keep,
+    };
+    let confine = || {
+        confine::apply(&plan.ruleset, plan.confine)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    if !plan.log_outcome {
+        let err = sys::exec(&image, confine);
+        return exec_failed(&err);
+    }
+    let started = Instant::now();
+    match sys::fork() {
+        Err(e) => {
+            eprintln!("rshell: {e}");
+            EXIT_SYSTEM
+        }
+        Ok(sys::Forked::Child) => {
+            let err = sys::exec(&image, confine);
+            std::process::exit(exec_failed(&err));
+        }
+        Ok(sys::Forked::Parent(pid)) => {
+            sys::release_session_stdio();
+            drop(lock);
+            let (code, line) = match sys::wait_with_io(pid) {
+                Ok((kind, io)) => {
+                    let (code, status) = match kind {
+                        sys::ExitKind::Code(c) => (c, format!("exit={c}")),
+                        sys::ExitKind::Signal(s) => (128 + s, format!("signal={s}")),
+                    };
+                    let io = io.map_or("io=unknown".to_string(), |(r, w)| format!("read_bytes={r} written_bytes={w}"));
+                    (code, status + " " + &io)
+                }
+                Err(e) => (EXIT_SYSTEM, format!("wait failed: {e}")),
+            };
+            log::send(
+                &format!(
+                    "outcome user={} uid={} from={} {} duration_ms={} {}",
+                    record.user,
+                    record.uid,
+                    record.client.as_deref().unwrap_or("-"),
+                    record.reason,
+                    started.elapsed().as_millis(),
+                    line
+                ),
+                false,
+            );
+            code
+        }
+    }
+}
+
+fn exec_failed(err: &sys::SysError) -> i32 {
+    eprintln!("rshell: denied: {err}");
+    match err {
+        sys::SysError::Confine(_) => EXIT_DENIED,
+        _ => EXIT_SYSTEM,
+    }
+}

@@ -1,0 +1,634 @@
+//! The rsync server model: one table with a row per option (spec §3–§5), a parser that
+//! turns words into a typed [`Invocation`], and nothing else (no policy, no syscalls).
+//!
+//! The table is an allowlist. popt takes no abbreviations (spec §8.1), so we compare
+//! exact spellings; anything not in the table is refused with its name.
+#![forbid(unsafe_code)]
+
+use crate::command::Word;
+
+/// What the value of an option looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value {
+    /// A flag: `--opt` only; `--opt=x` is refused as popt would.
+    Flag,
+    /// A (possibly negative) decimal integer.
+    Int,
+    /// A non-negative decimal integer.
+    Uint,
+    /// A size like `100`, `1.5M`, `2g` (`--max-size`, `--max-alloc`).
+    Size,
+    /// A charset name (`--iconv`).
+    Charset,
+    /// A comma list of names from a fixed set (checksum/compress choices).
+    Choice(&'static [&'static str]),
+    /// Exactly one of these literal values.
+    Literal(&'static [&'static str]),
+    /// `--info=` words: letters, digits, commas.
+    InfoWords,
+    /// Suffix for backups: no `/`.
+    Suffix,
+    /// `--usermap`/`--groupmap` text (`FROM:TO,...`).
+    Map,
+    /// `--skip-compress` list (`gz/jpg/...`).
+    SuffixList,
+    /// A path that rshell resolves beneath root; the base is where rsync takes it from.
+    Path(PathBase),
+}
+
+/// Where a relative path-valued option is taken from (spec §4 "relative to").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathBase {
+    /// Relative to the destination directory (basis dirs, `--backup-dir`, `--temp-dir`).
+    Destination,
+    /// A sub-directory of each file's directory (`--partial-dir`): no `..` allowed.
+    EachFileDir,
+    /// Relative to the server's start directory, i.e. root (`--files-from`).
+    Start,
+}
+
+/// What rshell's policy makes of an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Harmless in every mode.
+    Safe,
+    /// Deletes files on the server: refused under `delete = false` and read-only.
+    Deletes,
+    /// A path-valued option the receiver writes through.
+    WritePath,
+    /// A path-valued option the server reads (`--files-from`): refused in write-only.
+    ReadPath,
+    /// Refused always, with this reason.
+    Refused(&'static str),
+}
+
+/// One row of the option table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OptSpec {
+    /// The short letter when the option has one that may appear in a bundle.
+    pub short: Option<char>,
+    /// The exact long spelling rsync's popt accepts (without `--`).
+    pub long: &'static str,
+    pub value: Value,
+    pub class: Class,
+}
+
+const CHECKSUMS: &[&str] = &[
+    "auto", "xxh128", "xxh3", "xxh64", "xxhash", "md5", "md4", "sha1", "none",
+];
+const COMPRESSORS: &[&str] = &["zstd", "lz4", "zlibx", "zlib", "none", "auto"];
+
+const CLIENT_ONLY: &str = "is a client-side option that an rsync client never sends to a server";
+const SYMLINK_OUT: &str = "follows symlinks out of the confined directory";
+const RULE_FILE: &str = "makes the server read rule files by path";
+const SECLUDED: &str = "moves the real arguments out of sight (secluded args); use rsync daemon over ssh (`rsync -e ssh host::module`) if you need them";
+
+macro_rules! row {
+    ($short:expr, $long:expr, $value:expr, $class:expr) => {
+        OptSpec {
+            short: $short,
+            long: $long,
+            value: $value,
+            class: $class,
+        }
+    };
+}
+
+use Class::*;
+use Value::*;
+
+/// The option table (spec §3, §4, §5). Short letters appear in bundles; every row's long
+/// spelling is accepted exactly as written (BackupPC sends the long forms of flags).
+pub static OPTIONS: &[OptSpec] = &[
+    // --- flags that may appear in a bundle (spec §3), with their long spellings
+    row!(Some('v'), "verbose", Flag, Safe),
+    row!(Some('q'), "quiet", Flag, Safe),
+    row!(Some('b'), "backup", Flag, Safe),
+    row!(Some('u'), "update", Flag, Safe),
+    row!(Some('n'), "dry-run", Flag, Safe),
+    row!(Some('l'), "links", Flag, Safe),
+    row!(Some('d'), "dirs", Flag, Safe),
+    row!(Some('m'), "prune-empty-dirs", Flag, Safe),
+    row!(Some('O'), "omit-dir-times", Flag, Safe),
+    row!(Some('J'), "omit-link-times", Flag, Safe),
+    row!(Some('y'), "fuzzy", Flag, Safe),
+    row!(Some('W'), "whole-file", Flag, Safe),
+    row!(Some('H'), "hard-links", Flag, Safe),
+    row!(Some('o'), "owner", Flag, Safe),
+    row!(Some('g'), "group", Flag, Safe),
+    row!(Some('D'), "devices", Flag, Safe), // -D is --devices --specials; see also "specials"
+    row!(Some('t'), "times", Flag, Safe),
+    row!(Some('U'), "atimes", Flag, Safe),
+    row!(Some('N'), "crtimes", Flag, Safe),
+    row!(Some('p'), "perms", Flag, Safe),
+    row!(Some('E'), "executability", Flag, Safe),
+    row!(Some('A'), "acls", Flag, Safe),
+    row!(Some('X'), "xattrs", Flag, Safe),
+    row!(Some('r'), "recursive", Flag, Safe),
+    row!(Some('c'), "checksum", Flag, Safe),
+    row!(Some('C'), "cvs-exclude", Flag, Safe),
+    row!(Some('I'), "ignore-times", Flag, Safe),
+    row!(Some('R'), "relative", Flag, Safe),
+    row!(Some('x'), "one-file-system", Flag, Safe),
+    row!(Some('S'), "sparse", Flag, Safe),
+    row!(Some('z'), "compress", Flag, Safe),
+    row!(Some('K'), "keep-dirlinks", Flag, Refused(SYMLINK_OUT)),
+    row!(Some('L'), "copy-links", Flag, Refused(SYMLINK_OUT)),
+    row!(Some('k'), "copy-dirlinks", Flag, Refused(SYMLINK_OUT)),
+    row!(Some('s'), "secluded-args", Flag, Refused(SECLUDED)),
+    row!(None, "protect-args", Flag, Refused(SECLUDED)),
+    // --- long options a stock client sends (spec §4)
+    row!(None, "iconv", Charset, Safe),
+    row!(None, "list-only", Flag, Safe),
+    row!(None, "no-r", Flag, Safe),
+    row!(None, "compress-level", Int, Safe),
+    row!(None, "specials", Flag, Safe),
+    row!(None, "no-specials", Flag, Safe),
+    row!(None, "log-format", Literal(&["%i", "%i%I", "%o", "X"]), Safe),
+    row!(None, "msgs2stderr", Flag, Safe),
+    row!(None, "no-msgs2stderr", Flag, Safe),
+    row!(Some('B'), "block-size", Uint, Safe),
+    row!(None, "timeout", Uint, Safe),
+    row!(None, "bwlimit", Uint, Safe),
+    row!(None, "backup-dir", Path(PathBase::Destination), WritePath),
+    row!(None, "suffix", Suffix, Safe),
+    row!(None, "checksum-choice", Choice(CHECKSUMS), Safe),
+    row!(None, "new-compress", Flag, Safe),
+    row!(None, "old-compress", Flag, Safe),
+    row!(None, "compress-choice", Choice(COMPRESSORS), Safe),
+    row!(None, "max-delete", Int, Safe),
+    row!(None, "min-size", Size, Safe),
+    row!(None, "max-size", Size, Safe),
+    row!(None, "delete", Flag, Deletes),
+    row!(None, "delete-before", Flag, Deletes),
+    row!(None, "delete-during", Flag, Deletes),
+    row!(None, "delete-delay", Flag, Deletes),
+    row!(None, "delete-after", Flag, Deletes),
+    row!(None, "delete-excluded", Flag, Deletes),
+    row!(None, "delete-missing-args", Flag, Deletes),
+    row!(None, "remove-source-files", Flag, Deletes),
+    row!(None, "remove-sent-files", Flag, Deletes),
+    row!(None, "force", Flag, Deletes),
+    row!(None, "ignore-errors", Flag, Safe),
+    row!(None, "only-write-batch", Literal(&["X"]), Safe),
+    row!(None, "super", Flag, Safe),
+    row!(None, "size-only", Flag, Safe),
+    row!(None, "stats", Flag, Safe),
+    row!(None, "skip-compress", SuffixList, Safe),
+    row!(None, "max-alloc", Size, Safe),
+    row!(None, "ignore-missing-args", Flag, Safe),
+    row!(Some('@'), "modify-window", Int, Safe),
+    row!(None, "checksum-seed", Int, Safe),
+    row!(None, "partial-dir", Path(PathBase::EachFileDir), WritePath),
+    row!(None, "delay-updates", Flag, Safe),
+    row!(None, "partial", Flag, Safe),
+    row!(None, "safe-links", Flag, Safe),
+    row!(None, "numeric-ids", Flag, Safe),
+    row!(None, "usermap", Map, Safe),
+    row!(None, "groupmap", Map, Safe),
+    row!(None, "ignore-existing", Flag, Safe),
+    row!(None, "existing", Flag, Safe),
+    row!(Some('T'), "temp-dir", Path(PathBase::Destination), WritePath),
+    row!(None, "fsync", Flag, Safe),
+    row!(None, "compare-dest", Path(PathBase::Destination), WritePath),
+    row!(None, "copy-dest", Path(PathBase::Destination), WritePath),
+    row!(None, "link-dest", Path(PathBase::Destination), WritePath),
+    row!(None, "info", InfoWords, Safe),
+    row!(None, "append", Flag, Safe),
+    row!(None, "inplace", Flag, Safe),
+    row!(None, "no-W", Flag, Safe),
+    row!(None, "files-from", Path(PathBase::Start), ReadPath),
+    row!(None, "from0", Flag, Safe),
+    row!(None, "no-relative", Flag, Safe),
+    row!(None, "no-implied-dirs", Flag, Safe),
+    row!(None, "preallocate", Flag, Safe),
+    row!(None, "open-noatime", Flag, Safe),
+    row!(None, "mkpath", Flag, Safe),
+    row!(None, "munge-links", Flag, Safe),
+    row!(None, "fake-super", Flag, Safe),
+    row!(None, "drop-D", Flag, Safe),
+    // --- accepted by the server's popt, refused by rshell (spec §5)
+    row!(None, "daemon", Flag, Refused("switches to daemon mode; only `rsync --server --daemon .` exactly is a daemon request")),
+    row!(None, "config", Path(PathBase::Start), Refused("names a daemon config; rshell supplies the administrator's own")),
+    row!(None, "dparam", Map, Refused("sets daemon parameters (they can run commands)")),
+    row!(Some('M'), "remote-option", Map, Refused(CLIENT_ONLY)),
+    row!(None, "detach", Flag, Refused("is a daemon option")),
+    row!(None, "no-detach", Flag, Refused("is a daemon option")),
+    row!(None, "log-file", Path(PathBase::Start), Refused("writes a log file with client-chosen text")),
+    row!(None, "log-file-format", Map, Refused("writes a log file with client-chosen text")),
+    row!(None, "exclude-from", Path(PathBase::Start), Refused(RULE_FILE)),
+    row!(None, "include-from", Path(PathBase::Start), Refused(RULE_FILE)),
+    row!(Some('f'), "filter", Map, Refused(RULE_FILE)),
+    row!(None, "exclude", Map, Refused(RULE_FILE)),
+    row!(None, "include", Map, Refused(RULE_FILE)),
+    row!(Some('F'), "F", Flag, Refused(RULE_FILE)),
+    row!(None, "write-devices", Flag, Refused("writes into device files")),
+    row!(None, "copy-devices", Flag, Refused("reads device files")),
+    row!(None, "copy-unsafe-links", Flag, Refused(SYMLINK_OUT)),
+    row!(None, "no-munge-links", Flag, Refused("would undo forced symlink munging")),
+    row!(None, "insecure-links", Flag, Refused("turns off rsync's own symlink safety checks")),
+    row!(None, "no-insecure-links", Flag, Refused(CLIENT_ONLY)),
+    row!(None, "confine-root", Path(PathBase::Start), Refused("is set by rshell itself")),
+    row!(None, "no-drop-D", Flag, Refused("would allow creating device files")),
+    row!(None, "copy-as", Map, Refused("switches to another user")),
+    row!(None, "trust-sender", Flag, Refused("turns off the receiver's checks of the sender")),
+    row!(None, "no-secluded-args", Flag, Refused(CLIENT_ONLY)),
+    row!(None, "no-protect-args", Flag, Refused(CLIENT_ONLY)),
+    row!(None, "old-args", Flag, Refused(CLIENT_ONLY)),
+    row!(None, "no-old-args", Flag, Refused(CLIENT_ONLY)),
+    row!(Some('e'), "rsh", Map, Refused("names a remote shell command")),
+    row!(None, "rsync-path", Map, Refused("names a program to run")),
+    row!(None, "protocol", Int, Refused("forces an old protocol")),
+    row!(None, "compress-threads", Int, Refused("can exhaust the server")),
+    row!(None, "debug", Map, Refused("prints internal data such as filter rules")),
+    row!(None, "stderr", Map, Refused(CLIENT_ONLY)),
+    row!(None, "read-batch", Map, Refused(CLIENT_ONLY)),
+    row!(None, "write-batch", Map, Refused(CLIENT_ONLY)),
+    row!(None, "password-file", Map, Refused(CLIENT_ONLY)),
+    row!(None, "early-input", Map, Refused(CLIENT_ONLY)),
+    row!(None, "port", Int, Refused(CLIENT_ONLY)),
+    row!(None, "address", Map, Refused(CLIENT_ONLY)),
+    row!(None, "sockopts", Map, Refused(CLIENT_ONLY)),
+    row!(None, "blocking-io", Flag, Refused(CLIENT_ONLY)),
+    row!(None, "outbuf", Map, Refused(CLIENT_ONLY)),
+    row!(None, "contimeout", Int, Refused(CLIENT_ONLY)),
+    row!(None, "stop-after", Int, Refused(CLIENT_ONLY)),
+    row!(None, "stop-at", Map, Refused(CLIENT_ONLY)),
+    row!(None, "time-limit", Int, Refused(CLIENT_ONLY)),
+    row!(None, "version", Flag, Refused(CLIENT_ONLY)),
+    row!(None, "help", Flag, Refused(CLIENT_ONLY)),
+    row!(None, "server", Flag, Refused("may appear only as the second word")),
+    row!(None, "sender", Flag, Refused("may appear only as the third word")),
+];
+
+/// Letters that may stand in a bundle: every table row with a short letter and no value,
+/// except the ones refused by class (checked after lookup, so the message names them).
+fn short_flag(letter: char) -> Option<&'static OptSpec> {
+    OPTIONS
+        .iter()
+        .find(|o| o.short == Some(letter) && o.value == Value::Flag)
+}
+
+/// Look up an exact long spelling.
+pub fn long_option(name: &str) -> Option<&'static OptSpec> {
+    OPTIONS.iter().find(|o| o.long == name)
+}
+
+/// A validated option occurrence (long form or a numeric short word).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opt {
+    pub spec: &'static OptSpec,
+    pub value: Option<String>,
+}
+
+/// What the client asked for in a transfer (spec §2.2 `transfer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInvocation {
+    /// `--sender`: the server sends (a pull).
+    pub sender: bool,
+    /// Bundle letters in the order sent (repeats kept: `vv`, `HH`).
+    pub flags: Vec<char>,
+    /// The capability string after `e` (`.iLsfxCIvu`), if any.
+    pub caps: Option<String>,
+    /// Long options and `-B`/`-@` words, in the order sent.
+    pub options: Vec<Opt>,
+    /// The words after `.`.
+    pub paths: Vec<Word>,
+}
+
+/// A request the model understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    Transfer(ServerInvocation),
+    /// `rsync --server --daemon .` exactly.
+    Daemon,
+}
+
+/// Why the words are not a vetted rsync server invocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("only rsync may run here, not {0:?}")]
+    NotRsync(String),
+    #[error("rsync must be started as `rsync --server ...` (client mode is not allowed)")]
+    NotServer,
+    #[error("option {0} {1}")]
+    Refused(String, &'static str),
+    #[error("unknown option {0}")]
+    Unknown(String),
+    #[error("option {0} takes no value")]
+    NoValueAllowed(String),
+    #[error("option {0} needs a value")]
+    MissingValue(String),
+    #[error("bad value for {0}: {1:?}")]
+    BadValue(String, String),
+    #[error("argument-taking letter -{0} inside the bundle {1}")]
+    ValuedLetterInBundle(char, String),
+    #[error("bad capability string in {0} (`e` must be last, followed by `.` or N.N and letters)")]
+    BadCapabilities(String),
+    #[error("`--` from the client is not allowed")]
+    DoubleDash,
+    #[error("the word before the paths must be exactly `.`, got {0:?}")]
+    BadDot(String),
+    #[error("missing `.` and paths")]
+    NoDot,
+    #[error("no path after `.`")]
+    NoPath,
+    #[error("an upload takes exactly one destination path, got {0}")]
+    TooManyPaths(usize),
+    #[error("with --files-from exactly one path is allowed, got {0}")]
+    FilesFromPaths(usize),
+    #[error("path {0:?} starts with `-`")]
+    DashPath(String),
+    #[error("unexpected word {0:?} (options must come before `.`)")]
+    Unexpected(String),
+    #[error("unquoted {0:?} in option word {1:?}")]
+    GlobInOption(char, String),
+    #[error("option {0} given more than {1} times")]
+    TooMany(String, usize),
+    #[error("{0}")]
+    Daemon(&'static str),
+}
+
+/// Parse split words into an [`Invocation`] (spec §2.2, §11 steps 3–8).
+/// `configured_rsync` is the one absolute path also accepted as the program word.
+pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, ParseError> {
+    let program = words.first().map(|w| w.text.as_str()).unwrap_or("");
+    if program != "rsync" && program != configured_rsync {
+        return Err(ParseError::NotRsync(program.to_string()));
+    }
+    if words.get(1).map(|w| w.text.as_str()) != Some("--server") {
+        return Err(ParseError::NotServer);
+    }
+    let rest = &words[2..];
+    if rest.first().map(|w| w.text.as_str()) == Some("--daemon") {
+        return parse_daemon(rest);
+    }
+    let sender = rest.first().map(|w| w.text.as_str()) == Some("--sender");
+    let rest = if sender { &rest[1..] } else { rest };
+
+    let mut inv = ServerInvocation {
+        sender,
+        flags: Vec::new(),
+        caps: None,
+        options: Vec::new(),
+        paths: Vec::new(),
+    };
+    let mut i = 0;
+    loop {
+        let Some(word) = rest.get(i) else {
+            return Err(ParseError::NoDot);
+        };
+        let text = word.text.as_str();
+        i += 1;
+        if text == "." {
+            break;
+        }
+        if let Some(c) = option_word_glob(word) {
+            return Err(ParseError::GlobInOption(c, text.to_string()));
+        }
+        if text == "--" {
+            return Err(ParseError::DoubleDash);
+        }
+        if let Some(long) = text.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let spec = long_option(name).ok_or_else(|| ParseError::Unknown(format!("--{name}")))?;
+            if let Refused(why) = spec.class {
+                return Err(ParseError::Refused(format!("--{name}"), why));
+            }
+            let value = match (spec.value, inline) {
+                (Value::Flag, Some(_)) => return Err(ParseError::NoValueAllowed(format!("--{name}"))),
+                (Value::Flag, None) => None,
+                (_, Some(v)) => Some(v.to_string()),
+                (_, None) => {
+                    // popt's two-word form: the next word is the value (spec §8.3).
+                    let next = rest
+                        .get(i)
+                        .ok_or_else(|| ParseError::MissingValue(format!("--{name}")))?;
+                    i += 1;
+                    if let Some(c) = option_word_glob(next) {
+                        return Err(ParseError::GlobInOption(c, next.text.clone()));
+                    }
+                    Some(next.text.clone())
+                }
+            };
+            if let Some(v) = &value {
+                check_value(spec, v)?;
+            }
+            push_option(&mut inv, spec, value)?;
+        } else if let Some(bundle) = text.strip_prefix('-') {
+            parse_short_word(&mut inv, text, bundle)?;
+        } else {
+            return Err(ParseError::BadDot(text.to_string()));
+        }
+    }
+    inv.paths = rest[i..].to_vec();
+    for p in &inv.paths {
+        if p.text.starts_with('-') {
+            return Err(ParseError::DashPath(p.text.clone()));
+        }
+    }
+    let has_files_from = inv.options.iter().any(|o| o.spec.long == "files-from");
+    match (inv.sender, inv.paths.len()) {
+        (_, 0) => return Err(ParseError::NoPath),
+        (false, n) if n > 1 => return Err(ParseError::TooManyPaths(n)),
+        (true, n) if has_files_from && n != 1 => return Err(ParseError::FilesFromPaths(n)),
+        _ => {}
+    }
+    Ok(Invocation::Transfer(inv))
+}
+
+fn parse_daemon(rest: &[Word]) -> Result<Invocation, ParseError> {
+    let texts: Vec<&str> = rest.iter().map(|w| w.text.as_str()).collect();
+    match texts.as_slice() {
+        ["--daemon", "."] => Ok(Invocation::Daemon),
+        _ => Err(ParseError::Daemon(
+            "daemon over ssh is accepted only as exactly `rsync --server --daemon .` (rshell supplies the config)",
+        )),
+    }
+}
+
+/// An unquoted glob character in a word that is not a path (stock clients escape them
+/// in option values, spec §1.4).
+fn option_word_glob(word: &Word) -> Option<char> {
+    word.active_glob
+        .first()
+        .map(|&i| word.text[i..].chars().next().unwrap_or('*'))
+}
+
+/// A word starting with a single `-`: a bundle of flag letters with an optional
+/// `e<caps>` tail, or `-B<n>` / `-@<n>` as their own word (spec §3).
+fn parse_short_word(inv: &mut ServerInvocation, text: &str, bundle: &str) -> Result<(), ParseError> {
+    let mut letters = bundle.char_indices();
+    let Some((_, first)) = letters.clone().next() else {
+        return Err(ParseError::Unknown(text.to_string()));
+    };
+    if first == 'B' || first == '@' {
+        let spec = short_spec(first);
+        let value = &bundle[1..];
+        if value.is_empty() {
+            return Err(ParseError::MissingValue(format!("-{first}")));
+        }
+        check_value(spec, value)?;
+        return push_option(inv, spec, Some(value.to_string()));
+    }
+    while let Some((i, c)) = letters.next() {
+        if c == 'e' {
+            let caps = &bundle[i + 1..];
+            if inv.caps.is_some() || !valid_caps(caps) {
+                return Err(ParseError::BadCapabilities(text.to_string()));
+            }
+            inv.caps = Some(caps.to_string());
+            return Ok(());
+        }
+        match short_flag(c) {
+            Some(spec) => {
+                if let Refused(why) = spec.class {
+                    return Err(ParseError::Refused(format!("-{c}"), why));
+                }
+                inv.flags.push(c);
+            }
+            None if OPTIONS.iter().any(|o| o.short == Some(c)) => {
+                return Err(ParseError::ValuedLetterInBundle(c, text.to_string()));
+            }
+            None => return Err(ParseError::Unknown(format!("-{c} (in {text})"))),
+        }
+    }
+    Ok(())
+}
+
+fn short_spec(letter: char) -> &'static OptSpec {
+    OPTIONS
+        .iter()
+        .find(|o| o.short == Some(letter))
+        .expect("the table has a row for every short letter the parser names")
+}
+
+/// `.` or `N.N`, then ASCII letters (spec §2.3).
+fn valid_caps(caps: &str) -> bool {
+    let rest = if let Some(r) = caps.strip_prefix('.') {
+        r
+    } else {
+        let digits1 = caps.bytes().take_while(u8::is_ascii_digit).count();
+        let after = &caps[digits1..];
+        let Some(after) = after.strip_prefix('.') else {
+            return false;
+        };
+        let digits2 = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits1 == 0 || digits2 == 0 || digits1 > 3 || digits2 > 3 {
+            return false;
+        }
+        &after[digits2..]
+    };
+    rest.len() <= 32 && rest.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// At most 20 basis directories (rsync's own limit), every other valued option once.
+fn push_option(inv: &mut ServerInvocation, spec: &'static OptSpec, value: Option<String>) -> Result<(), ParseError> {
+    let count = inv.options.iter().filter(|o| std::ptr::eq(o.spec, spec)).count();
+    let limit = match spec.long {
+        "compare-dest" | "copy-dest" | "link-dest" => 20,
+        _ if spec.value == Value::Flag => 10, // repeats like --append --append are meaningful
+        _ => 1,
+    };
+    if count >= limit {
+        return Err(ParseError::TooMany(format!("--{}", spec.long), limit));
+    }
+    inv.options.push(Opt { spec, value });
+    Ok(())
+}
+
+fn check_value(spec: &OptSpec, v: &str) -> Result<(), ParseError> {
+    let ok = match spec.value {
+        Value::Flag => false,
+        Value::Int => parse_int(v, true),
+        Value::Uint => parse_int(v, false),
+        Value::Size => valid_size(v),
+        Value::Charset => {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:+-".contains(&b))
+        }
+        Value::Choice(names) => {
+            let parts: Vec<&str> = v.split(',').collect();
+            parts.len() <= 2 && parts.iter().all(|p| names.contains(p))
+        }
+        Value::Literal(values) => values.contains(&v),
+        Value::InfoWords => !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b','),
+        Value::Suffix => !v.contains('/') && v.len() <= 255,
+        Value::Map => !v.is_empty() && v.len() <= 1024,
+        Value::SuffixList => v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.-_".contains(&b)),
+        Value::Path(_) => !v.is_empty(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ParseError::BadValue(format!("--{}", spec.long), v.to_string()))
+    }
+}
+
+fn parse_int(v: &str, negative_ok: bool) -> bool {
+    let digits = if negative_ok { v.strip_prefix('-').unwrap_or(v) } else { v };
+    !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `123`, `1.5k`, `2G`, `10MB`, `1K+1` (rsync's size syntax, normalised by clients to digits).
+fn valid_size(v: &str) -> bool {
+    let v = v.strip_suffix("+1").or_else(|| v.strip_suffix("-1")).unwrap_or(v);
+    let number_len = v.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+    let (number, unit) = v.split_at(number_len);
+    let unit = unit.to_ascii_lowercase();
+    !number.is_empty()
+        && number.len() <= 20
+        && number.matches('.').count() <= 1
+        && matches!(
+            unit.as_str(),
+            "" | "b" | "k" | "m" | "g" | "t" | "p" | "kb" | "mb" | "gb" | "tb" | "pb" | "kib" | "mib" | "gib" | "tib" | "pib"
+        )
+}
+
+impl ServerInvocation {
+    /// True if the flag was given, in a bundle or by its long spelling.
+    pub fn has_flag(&self, letter: char) -> bool {
+        self.flags.contains(&letter) || self.options.iter().any(|o| o.spec.short == Some(letter))
+    }
+
+    /// True if the long option was given.
+    pub fn has(&self, long: &str) -> bool {
+        self.options.iter().any(|o| o.spec.long == long)
+    }
+
+    /// The options of one class.
+    pub fn options_of(&self, class: Class) -> impl Iterator<Item = &Opt> {
+        self.options.iter().filter(move |o| o.spec.class == class)
+    }
+
+    /// The words rshell execs for the options part, canonical spellings, before any
+    /// forced option (design §5): the bundle, then long options as `--name[=value]`.
+    /// `value_of` maps each path-valued option to the value rshell resolved for it.
+    pub fn option_words(&self, mut value_of: impl FnMut(&Opt) -> Option<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.flags.is_empty() || self.caps.is_some() {
+            let mut bundle = String::from("-");
+            bundle.extend(self.flags.iter());
+            if let Some(caps) = &self.caps {
+                bundle.push('e');
+                bundle.push_str(caps);
+            }
+            out.push(bundle);
+        }
+        for opt in &self.options {
+            let value = match opt.spec.value {
+                Value::Path(_) => value_of(opt).or_else(|| opt.value.clone()),
+                _ => opt.value.clone(),
+            };
+            out.push(match (opt.spec.short, value) {
+                (Some(c @ ('B' | '@')), Some(v)) => format!("-{c}{v}"),
+                (_, Some(v)) => format!("--{}={v}", opt.spec.long),
+                (_, None) => format!("--{}", opt.spec.long),
+            });
+        }
+        out
+    }
+}

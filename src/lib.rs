@@ -1,2 +1,3 @@
 //! rshell: a restricted login shell for rsync servers.
+pub mod confine;
 pub mod policy;

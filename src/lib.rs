@@ -137,7 +137,9 @@ fn load_policy(input: &Input) -> Result<Policy, Failure> {
     Ok(policy)
 }
 
-fn decide_command(input: &Input, policy: &Policy) -> Result<ExecPlan, Failure> {
+/// The steps after the policy is known: split, parse, decide. Public so the policy
+/// tables in tests can run the real code on a parsed (not file-loaded) policy.
+pub fn decide_command(input: &Input, policy: &Policy) -> Result<ExecPlan, Failure> {
     if input.form == Form::Standalone && input.command == b"true" {
         return Err(Failure::Probe);
     }

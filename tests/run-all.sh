@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every test of rshell, in one command (the README's test command; CI runs exactly this):
+#   1. cargo test: unit tables, the labelled corpus, the attack catalogue, CLI tests of the
+#      built binary, login-shell tests in a private mount namespace, Landlock tests;
+#   2. the static release build and its checks (LD_PRELOAD/LD_AUDIT never run in rshell);
+#   3. as root: the end-to-end suite through a private sshd on 127.0.0.1 with real
+#      accounts, rsync and rsnapshot, and the Debian package build/install/purge check.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+target=x86_64-unknown-linux-gnu
+bin="$PWD/target/$target/release/rshell"
+passed=0 failed=0 failures=()
+
+suite() {
+  local name=$1; shift
+  echo "=== $name"
+  local start=$SECONDS
+  if "$@"; then
+    echo "=== $name: ok ($((SECONDS - start)) s)"; passed=$((passed + 1))
+  else
+    echo "=== $name: FAILED ($((SECONDS - start)) s)"; failed=$((failed + 1)); failures+=("$name")
+  fi
+}
+
+suite "cargo test" cargo test --locked
+suite "static release build" env RUSTFLAGS='-C target-feature=+crt-static' \
+  cargo build --release --locked --target "$target"
+suite "static binary checks" tests/static.sh "$bin"
+if [ "$(id -u)" -eq 0 ]; then
+  suite "end-to-end (private sshd)" tests/e2e/run.sh "$bin"
+  suite "debian package" tests/deb.sh
+else
+  echo "skipped: end-to-end and package suites need root (CI runs them as root)"
+fi
+
+[ ${#failures[@]} -eq 0 ] || echo "failed suites: ${failures[*]}"
+echo "all suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -271,3 +271,80 @@ pub fn escape_control(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn texts(s: &str) -> Vec<String> {
+        split(s.as_bytes()).unwrap().into_iter().map(|w| w.text).collect()
+    }
+
+    #[rstest]
+    #[case("rsync --server . dest/", &["rsync", "--server", ".", "dest/"])]
+    #[case("a\\ b c", &["a b", "c"])]
+    #[case("'a b' \"c d\"", &["a b", "c d"])]
+    #[case("it\\'s\\ \\\"q\\\"/", &["it's \"q\"/"])]
+    #[case("\"a\\\\b\\$c\\`d\\\"e\\x\"", &["a\\b$c`d\"e\\x"])]
+    #[case("'$(id);`x`|&'", &["$(id);`x`|&"])]
+    #[case("we\\$ird\\;\\&\\|\\`name\\`\\(x\\)\\<y\\>\\{z\\}\\#\\!\\\\q", &["we$ird;&|`name`(x)<y>{z}#!\\q"])]
+    #[case("a'b'\"c\"d", &["abcd"])]
+    #[case("caf\u{e9} \u{1f600}", &["caf\u{e9}", "\u{1f600}"])]
+    #[case("a\\\tb", &["a\tb"])]
+    fn posix_quote_removal(#[case] input: &str, #[case] expected: &[&str]) {
+        assert_eq!(texts(input), expected);
+    }
+
+    #[rstest]
+    #[case("x ;", SplitError::ShellSyntax(';', 3))]
+    #[case("x $y", SplitError::ShellSyntax('$', 3))]
+    #[case("x \"$y\"", SplitError::Expansion('$', 4))]
+    #[case("x \"`y`\"", SplitError::Expansion('`', 4))]
+    #[case("x\ny", SplitError::Forbidden('\n', 2))]
+    #[case("x '\n'", SplitError::Forbidden('\n', 4))]
+    #[case("x\\\ny", SplitError::Forbidden('\n', 3))]
+    #[case("x\ty", SplitError::ShellSyntax('\t', 2))]
+    #[case("x 'y", SplitError::Unbalanced('\'', 3))]
+    #[case("x \"y", SplitError::Unbalanced('"', 3))]
+    #[case("x\\", SplitError::TrailingBackslash(2))]
+    #[case("x ''", SplitError::EmptyWord(3))]
+    #[case(" x", SplitError::ExtraBlank(1))]
+    #[case("x  y", SplitError::ExtraBlank(3))]
+    #[case("x ", SplitError::ExtraBlank(2))]
+    #[case("", SplitError::Empty)]
+    #[case("x \u{7f}", SplitError::Forbidden('\u{7f}', 3))]
+    fn refusals_name_the_character_and_position(#[case] input: &str, #[case] expected: SplitError) {
+        assert_eq!(split(input.as_bytes()), Err(expected));
+    }
+
+    #[test]
+    fn absurd_lengths_and_bad_encodings_are_refused() {
+        assert_eq!(split(&vec![b'a'; MAX_COMMAND_LEN + 1]), Err(SplitError::TooLong));
+        assert_eq!(split(&[b'a', 0, b'b']), Err(SplitError::Forbidden('\0', 2)));
+        assert_eq!(split(b"a \xff"), Err(SplitError::NotUtf8));
+        let many = vec!["x"; MAX_WORDS + 1].join(" ");
+        assert_eq!(split(many.as_bytes()), Err(SplitError::TooManyWords));
+        assert!(matches!(split("x".repeat(MAX_WORD_LEN + 1).as_bytes()), Err(SplitError::WordTooLong(1))));
+    }
+
+    #[test]
+    fn only_unquoted_globs_and_tildes_are_active() {
+        let w = &split(b"a*b 'c*' d\\* [x] ~ ~/y \\~ ''~z \"~\"").unwrap();
+        assert_eq!(w[0].active_glob, vec![1]);
+        assert!(w[1].active_glob.is_empty());
+        assert!(w[2].active_glob.is_empty());
+        assert_eq!(w[3].active_glob, vec![0]);
+        assert!(w[4].tilde && w[5].tilde);
+        assert!(!w[6].tilde && !w[7].tilde && !w[8].tilde);
+        assert_eq!(w[7].text, "~z");
+    }
+
+    #[test]
+    fn the_error_message_is_readable() {
+        let e = split(b"rsync --server . x; id").unwrap_err();
+        assert_eq!(e.to_string(), "unquoted ';' at position 19: shell syntax is not allowed");
+        let e = split(b"rsync\n").unwrap_err();
+        assert_eq!(e.to_string(), "LF (newline) at position 6 is not allowed");
+    }
+}

@@ -632,3 +632,100 @@ impl ServerInvocation {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::split;
+    use rstest::rstest;
+
+    fn parse_str(s: &str) -> Result<Invocation, ParseError> {
+        parse(&split(s.as_bytes()).unwrap(), "/usr/bin/rsync")
+    }
+
+    fn transfer(s: &str) -> ServerInvocation {
+        match parse_str(s) {
+            Ok(Invocation::Transfer(t)) => t,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_bundle_splits_at_e_and_keeps_the_capabilities_opaque() {
+        let t = transfer("rsync --server -vlogDtpre.iLsfxCIvu . dest/");
+        assert_eq!(t.flags.iter().collect::<String>(), "vlogDtpr");
+        assert_eq!(t.caps.as_deref(), Some(".iLsfxCIvu"));
+        assert!(!t.has_flag('L'), "an L after e is a capability, not --copy-links");
+        assert!(!t.has_flag('s'), "an s after e is a capability, not secluded args");
+    }
+
+    #[rstest]
+    #[case("--timeout=30")]
+    #[case("--timeout 30")]
+    fn valued_options_take_both_popt_forms(#[case] opt: &str) {
+        let t = transfer(&format!("rsync --server -re.iLs {opt} . dest/"));
+        assert_eq!(t.options[0].spec.long, "timeout");
+        assert_eq!(t.options[0].value.as_deref(), Some("30"));
+    }
+
+    #[rstest]
+    #[case(".")]
+    #[case(".iLsfxCIvu")]
+    #[case("31.14iLsfx")]
+    fn good_capabilities(#[case] caps: &str) {
+        assert!(valid_caps(caps));
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("x")]
+    #[case("/bin/sh")]
+    #[case(".iL;s")]
+    #[case("3.")]
+    #[case(".1")]
+    fn bad_capabilities(#[case] caps: &str) {
+        assert!(!valid_caps(caps));
+    }
+
+    #[test]
+    fn every_table_row_is_unique_and_every_short_letter_is_unique() {
+        for (i, a) in OPTIONS.iter().enumerate() {
+            for b in &OPTIONS[i + 1..] {
+                assert_ne!(a.long, b.long);
+                if a.short.is_some() {
+                    assert_ne!(a.short, b.short, "{} / {}", a.long, b.long);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counts_and_limits() {
+        let twenty = (0..20).map(|i| format!("--link-dest=d{i}")).collect::<Vec<_>>().join(" ");
+        assert!(parse_str(&format!("rsync --server -r {twenty} . dest/")).is_ok());
+        assert!(matches!(
+            parse_str(&format!("rsync --server -r {twenty} --link-dest=x . dest/")),
+            Err(ParseError::TooMany(..))
+        ));
+        assert!(matches!(parse_str("rsync --server --timeout=1 --timeout=2 . d/"), Err(ParseError::TooMany(..))));
+        assert!(matches!(parse_str("rsync --server . a b"), Err(ParseError::TooManyPaths(2))));
+        assert!(matches!(
+            parse_str("rsync --server --sender --files-from=- . a b"),
+            Err(ParseError::FilesFromPaths(2))
+        ));
+        assert_eq!(parse_str("rsync --server --daemon ."), Ok(Invocation::Daemon));
+    }
+
+    #[rstest]
+    #[case("1024", true)]
+    #[case("1.5M", true)]
+    #[case("2g", true)]
+    #[case("10KiB", true)]
+    #[case("1K+1", true)]
+    #[case("", false)]
+    #[case("1.2.3", false)]
+    #[case("12X", false)]
+    fn sizes(#[case] v: &str, #[case] ok: bool) {
+        assert_eq!(valid_size(v), ok);
+    }
+}

@@ -124,13 +124,17 @@ fn check_components(root: &Root, full: &Path, shown: &str, depth: usize) -> Resu
             other => rest.push(*other),
         }
     }
-    if rest.iter().any(|c| matches!(c, Component::ParentDir)) {
-        // `..` climbs above the existing part: let the kernel resolve that again.
-        let next: PathBuf = comps[..n].iter().chain(rest.iter()).collect();
-        if next == full || depth > 64 {
-            return Err(format!("{shown:?}: `..` after a missing directory"));
+    let next: PathBuf = comps[..n].iter().chain(rest.iter()).collect();
+    if next != full {
+        // A cancelled `name/..` changes what exists (and `..` may climb above the existing
+        // part): let the kernel resolve the shorter path again.
+        if depth > 64 {
+            return Err(format!("{shown:?}: too many `..`"));
         }
         return check_components(root, &next, shown, depth + 1);
+    }
+    if rest.iter().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!("{shown:?}: `..` after a missing directory"));
     }
     Ok(())
 }

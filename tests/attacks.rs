@@ -92,15 +92,15 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::a9_no_dot("rsync --server -logDtpre.iLsfxCIvu", "missing `.`")]
 #[case::a9_no_path("rsync --server -logDtpre.iLsfxCIvu .", "no path")]
 // A10 argument-taking letters inside bundles
-#[case::a10_T_in_bundle("rsync --server -vlogT/etc . dest/", "-T")]
-#[case::a10_T_next_word("rsync --server -rT /etc . dest/", "-T")]
+#[case::a10_t_in_bundle("rsync --server -vlogT/etc . dest/", "-T")]
+#[case::a10_t_next_word("rsync --server -rT /etc . dest/", "-T")]
 #[case::a10_filter_letter("rsync --server -rf'merge /etc/shadow' . dest/", "-f")]
 #[case::a10_e_takes_next_word("rsync --server --sender -logDtpre . DIR file", "capability")]
 #[case::a10_e_command("rsync --server -e /home/u/x.sh . dest/", "capability")]
 #[case::a10_e_not_last("rsync --server -e.iLs;x . dest/", "';'")]
 #[case::a10_two_e("rsync --server -e.iLs -e.iLs . dest/", "capability")]
-#[case::a10_M_letter("rsync --server -M--log-file=/x . dest/", "-M")]
-#[case::a10_B_equals("rsync --server -B=1024 . dest/", "bad value")]
+#[case::a10_m_letter("rsync --server -M--log-file=/x . dest/", "-M")]
+#[case::a10_b_equals("rsync --server -B=1024 . dest/", "bad value")]
 #[case::a10_unknown_letter("rsync --server -logDtpraze.iLsfxCIvu . dest/", "-a")]
 #[case::a10_capital_p("rsync --server -Pe.iLsfxCIvu . dest/", "-P")]
 // A11 value forms
@@ -127,7 +127,7 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::a16_exclude_from("rsync --server -logDtpre.iLsfxCIvu --exclude-from=/etc/shadow . dest/", "rule files")]
 #[case::a16_include_from("rsync --server -logDtpre.iLsfxCIvu --include-from=/etc/shadow . dest/", "rule files")]
 #[case::a16_filter("rsync --server -logDtpre.iLsfxCIvu --filter=merge\\ /etc/shadow . dest/", "rule files")]
-#[case::a16_F("rsync --server -FlogDtpre.iLsfxCIvu . dest/", "-F")]
+#[case::a16_capital_f("rsync --server -FlogDtpre.iLsfxCIvu . dest/", "-F")]
 #[case::a16_confine_root_from_client("rsync --server -logDtpre.iLsfxCIvu --confine-root=/ . dest/", "rshell itself")]
 #[case::a16_debug_filter("rsync --server --sender -logDtpre.iLsfxCIvu --debug=FILTER4 . data/", "--debug")]
 // A17 path escapes
@@ -194,6 +194,10 @@ fn a17_uploaded_symlink_out_of_root_is_refused_but_an_inside_one_works() {
     assert!(denied(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . esc/passwd").contains("outside root"));
     assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu . esc/sub/").contains("outside root"));
     assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --link-dest=../esc . dest/").contains("outside root"));
+    // The same through a destination that does not exist yet (`new/..` cancels lexically,
+    // then the kernel resolves what remains).
+    assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --link-dest=../esc . newsnap/").contains("outside root"));
+    assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --link-dest=../../esc . a/b/").contains("outside root"));
     assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --backup-dir=../data/up/x . dest/").contains("outside root"));
     assert!(denied(&world, REFERENCE, "rsync --server --sender -logDtpRe.LsfxCIvu --files-from=esc/shadow . data/").contains("outside root"));
     // The twin: a symlink that stays inside root is followed by the kernel, beneath root.

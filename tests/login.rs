@@ -305,3 +305,50 @@ fn landlock_require_stops_a_hostile_rsync_from_reading_outside_root() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(lab.root.join("stolen.txt")).unwrap(), "TOP-SECRET");
 }
+
+/// Issue 4, the check-then-use race (rrsync CVE-2026-53783) made deterministic: the
+/// configured "rsync" swaps the checked directory for a symlink to the outside *after*
+/// rshell's path check, then reads through it. Landlock, applied before exec, holds.
+#[test]
+fn a_component_swapped_for_a_symlink_after_the_check_cannot_escape() {
+    if !can_run() {
+        return;
+    }
+    if let Err(why) = rshell::confine::probe() {
+        println!("skipped: kernel has no Landlock ({why})");
+        return;
+    }
+    if Command::new("cc").arg("--version").output().is_err() {
+        println!("skipped: no C compiler to build the racing program");
+        return;
+    }
+    let lab = Lab::new("");
+    let outside = lab.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "TOP-SECRET").unwrap();
+    std::fs::create_dir(lab.root.join("d")).unwrap();
+    std::fs::write(lab.root.join("d/secret"), "inside").unwrap();
+    let src = lab.dir.path().join("racer.c");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\nint main(void){{rename(\"d\",\"d.orig\");symlink(\"{}\",\"d\");FILE*f=fopen(\"d/secret\",\"r\");FILE*o=fopen(\"stolen.txt\",\"w\");if(!o)return 3;if(!f){{fputs(\"DENIED\",o);return 0;}}char b[64]={{0}};fread(b,1,63,f);fputs(b,o);return 0;}}\n",
+            outside.display()
+        ),
+    )
+    .unwrap();
+    let racer = lab.dir.path().join("racer");
+    assert!(Command::new("cc").arg("-o").arg(&racer).arg(&src).status().unwrap().success());
+    let fake = format!("rsync = \"{}\"", lab.dir.path().join("fake-rsync").display());
+    let base = std::fs::read_to_string(&lab.config).unwrap().replacen(&fake, &format!("rsync = \"{}\"", racer.display()), 1);
+    let pull = "rsync --server --sender -logDtpre.iLsfxCIvu . d/secret";
+    for (confine, expected) in [("require", "DENIED"), ("off", "TOP-SECRET")] {
+        let _ = std::fs::remove_file(lab.root.join("d"));
+        let _ = std::fs::rename(lab.root.join("d.orig"), lab.root.join("d"));
+        std::fs::write(&lab.config, base.replace("confine = \"off\"", &format!("confine = \"{confine}\""))).unwrap();
+        let out = lab.run(&["-c", pull], HOSTILE);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let got = std::fs::read_to_string(lab.root.join("stolen.txt")).unwrap();
+        assert_eq!(got, expected, "confine = {confine}");
+    }
+}

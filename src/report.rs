@@ -49,6 +49,12 @@ pub fn test(
             return EXIT_USAGE;
         }
     };
+    if user.is_some() && sys::current_uid() == 0 && account.uid != 0 {
+        if let Err(e) = sys::assume_fs_identity(&account) {
+            eprintln!("rshell: cannot check paths as {}: {e}", account.name);
+            return crate::EXIT_SYSTEM;
+        }
+    }
     let form = if key.is_some() { Form::Standalone } else { Form::Login };
     let input = Input {
         form,

@@ -114,6 +114,24 @@ pub fn current_uid() -> u32 {
     Uid::current().as_raw()
 }
 
+/// For `--test --user U` run as root: check paths with U's permissions (design §2) by
+/// taking U's file-system identity (fsuid/fsgid and groups) in this process, which never
+/// execs anything afterwards.
+pub fn assume_fs_identity(account: &Account) -> Result<(), SysError> {
+    let gids: Vec<Gid> = std::iter::once(account.gid)
+        .chain(account.groups.iter().filter_map(|name| Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())))
+        .map(Gid::from_raw)
+        .collect();
+    nix::unistd::setgroups(&gids).map_err(|e| SysError::Io("setgroups".into(), e))?;
+    // setfsgid/setfsuid return the previous id and cannot report failure directly; read back.
+    nix::unistd::setfsgid(Gid::from_raw(account.gid));
+    nix::unistd::setfsuid(Uid::from_raw(account.uid));
+    if nix::unistd::setfsuid(Uid::from_raw(u32::MAX)).as_raw() != account.uid {
+        return Err(SysError::Io("setfsuid".into(), Errno::EPERM));
+    }
+    Ok(())
+}
+
 /// What an opened path turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -158,3 +158,25 @@ fn policy_shows_each_key_with_its_section() {
     assert!(text(&out).contains("access = read-only  ([users.root])"), "{}", text(&out));
     assert!(text(&out).contains(&format!("root expands to: {root}")), "{}", text(&out));
 }
+
+#[test]
+fn test_mode_run_as_root_checks_paths_with_the_named_users_permissions() {
+    if !is_root() {
+        return;
+    }
+    let dir = TempDir::new("perm");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("private/inner")).unwrap();
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cfg = dir.path().join("rshell.toml");
+    std::fs::write(&cfg, format!("version = 1\n[defaults]\nroot = \"{}\"\n", root.display())).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cmd = "rsync --server --sender -logDtpre.iLsfxCIvu . private/inner/";
+    let cfg = cfg.display().to_string();
+    let out = rshell(&["--test", cmd, "--user", "root", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = rshell(&["--test", cmd, "--user", "nobody", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("permission denied"), "{}", text(&out));
+}

@@ -74,7 +74,9 @@ fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
             .client
             .ok_or("the policy limits client addresses (`from`) but SSH_CONNECTION gives none")?;
         if !s.from.iter().any(|net| net.contains(client)) {
-            return Err(format!("client address {client} is not in `from` for this user"));
+            return Err(format!(
+                "client address {client} is not in `from` for this user"
+            ));
         }
     }
     let root_path = policy::expand_root(&s.root, &req.account.name, &req.account.home);
@@ -106,14 +108,29 @@ fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
     match req.invocation {
         Invocation::Daemon => {
             if !s.daemon {
-                return Err("rsync daemon over ssh is not enabled for this user (`daemon = true`)".into());
+                return Err(
+                    "rsync daemon over ssh is not enabled for this user (`daemon = true`)".into(),
+                );
             }
             if s.daemon_config.is_empty() {
-                return Err("daemon over ssh needs `daemon_config` (the administrator's rsyncd.conf)".into());
+                return Err(
+                    "daemon over ssh needs `daemon_config` (the administrator's rsyncd.conf)"
+                        .into(),
+                );
             }
-            policy::check_trusted(Path::new(&s.daemon_config)).map_err(|e| format!("daemon_config {e}"))?;
-            plan.ruleset = Ruleset::for_transfer(&root_path, s.access, &program, &[PathBuf::from(&s.daemon_config)]);
-            plan.argv.extend(["--daemon".to_string(), format!("--config={}", s.daemon_config), ".".to_string()]);
+            policy::check_trusted(Path::new(&s.daemon_config))
+                .map_err(|e| format!("daemon_config {e}"))?;
+            plan.ruleset = Ruleset::for_transfer(
+                &root_path,
+                s.access,
+                &program,
+                &[PathBuf::from(&s.daemon_config)],
+            );
+            plan.argv.extend([
+                "--daemon".to_string(),
+                format!("--config={}", s.daemon_config),
+                ".".to_string(),
+            ]);
             Ok(plan)
         }
         Invocation::Transfer(t) => {
@@ -129,22 +146,39 @@ pub fn holds_home(root: &Path, home: &Path) -> bool {
     canon(home).starts_with(canon(root))
 }
 
-fn transfer(req: &Request, t: &ServerInvocation, root: &Root, plan: &mut ExecPlan) -> Result<(), String> {
+fn transfer(
+    req: &Request,
+    t: &ServerInvocation,
+    root: &Root,
+    plan: &mut ExecPlan,
+) -> Result<(), String> {
     let s = &req.policy.settings;
     plan.kind = if t.sender { "pull" } else { "push" };
     match (s.access, t.sender) {
-        (Access::ReadOnly, false) => return Err("this account is read-only: uploads are refused".into()),
-        (Access::WriteOnly, true) => return Err("this account is write-only: downloads are refused".into()),
+        (Access::ReadOnly, false) => {
+            return Err("this account is read-only: uploads are refused".into())
+        }
+        (Access::WriteOnly, true) => {
+            return Err("this account is write-only: downloads are refused".into())
+        }
         _ => {}
     }
     let deletes_refused = !s.delete || s.access == Access::ReadOnly;
     for opt in &t.options {
         match opt.spec.class {
             Class::Deletes if deletes_refused => {
-                return Err(format!("--{} is refused: deletion is not allowed for this account", opt.spec.long))
+                return Err(format!(
+                    "--{} is refused: deletion is not allowed for this account",
+                    opt.spec.long
+                ))
             }
-            Class::ReadPath if s.access == Access::WriteOnly && opt.value.as_deref() != Some("-") => {
-                return Err(format!("--{} with a server file is refused on a write-only account (it reads)", opt.spec.long))
+            Class::ReadPath
+                if s.access == Access::WriteOnly && opt.value.as_deref() != Some("-") =>
+            {
+                return Err(format!(
+                    "--{} with a server file is refused on a write-only account (it reads)",
+                    opt.spec.long
+                ))
             }
             _ => {}
         }
@@ -160,7 +194,10 @@ fn transfer(req: &Request, t: &ServerInvocation, root: &Root, plan: &mut ExecPla
         }
     }
     if !t.sender && paths.len() != 1 {
-        return Err(format!("an upload takes exactly one destination, the pattern gave {}", paths.len()));
+        return Err(format!(
+            "an upload takes exactly one destination, the pattern gave {}",
+            paths.len()
+        ));
     }
 
     // The receiver's destination directory: the base of relative basis/backup/temp dirs.
@@ -169,10 +206,18 @@ fn transfer(req: &Request, t: &ServerInvocation, root: &Root, plan: &mut ExecPla
     } else {
         let dest = &paths[0];
         let dest_path = Path::new(dest.as_str());
-        if dest.ends_with('/') || dest == "." || t.has_flag('r') || t.has_flag('d') || resolve::is_dir_beneath(root, dest_path) {
+        if dest.ends_with('/')
+            || dest == "."
+            || t.has_flag('r')
+            || t.has_flag('d')
+            || resolve::is_dir_beneath(root, dest_path)
+        {
             policy::normalize(dest_path)
         } else {
-            dest_path.parent().map(policy::normalize).unwrap_or_default()
+            dest_path
+                .parent()
+                .map(policy::normalize)
+                .unwrap_or_default()
         }
     };
 
@@ -216,7 +261,13 @@ fn transfer(req: &Request, t: &ServerInvocation, root: &Root, plan: &mut ExecPla
 }
 
 /// Check one path-valued option and return the value rsync gets (spec §4 "relative to").
-fn path_option(root: &Root, opt: &Opt, base: PathBase, value: &str, dest_dir: &Path) -> Result<String, String> {
+fn path_option(
+    root: &Root,
+    opt: &Opt,
+    base: PathBase,
+    value: &str,
+    dest_dir: &Path,
+) -> Result<String, String> {
     let name = opt.spec.long;
     if base == PathBase::Start && value == "-" {
         return Ok(value.to_string());
@@ -231,11 +282,15 @@ fn path_option(root: &Root, opt: &Opt, base: PathBase, value: &str, dest_dir: &P
         return Err(format!("--{name}={value}: `~user` paths are not allowed"));
     }
     let absolute = value.starts_with('/') || word.tilde;
-    let mapped = resolve::map_client_path(&word, &root.path).map_err(|e| format!("--{name}: {e}"))?;
+    let mapped =
+        resolve::map_client_path(&word, &root.path).map_err(|e| format!("--{name}: {e}"))?;
     if absolute {
         // Anchored at root: hand rsync root's real absolute path.
-        resolve::check_beneath(root, Path::new(""), &mapped.rel).map_err(|e| format!("--{name}: {e}"))?;
-        return Ok(policy::normalize(&root.path.join(&mapped.rel)).display().to_string());
+        resolve::check_beneath(root, Path::new(""), &mapped.rel)
+            .map_err(|e| format!("--{name}: {e}"))?;
+        return Ok(policy::normalize(&root.path.join(&mapped.rel))
+            .display()
+            .to_string());
     }
     match base {
         PathBase::EachFileDir => {
@@ -246,7 +301,8 @@ fn path_option(root: &Root, opt: &Opt, base: PathBase, value: &str, dest_dir: &P
             resolve::check_beneath(root, dest_dir, value).map_err(|e| format!("--{name}: {e}"))?;
         }
         PathBase::Start => {
-            resolve::check_beneath(root, Path::new(""), value).map_err(|e| format!("--{name}: {e}"))?;
+            resolve::check_beneath(root, Path::new(""), value)
+                .map_err(|e| format!("--{name}: {e}"))?;
         }
     }
     Ok(value.to_string())

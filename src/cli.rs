@@ -26,11 +26,17 @@ pub enum Mode {
     /// Interactive login (`-rshell`, or no arguments and no forced command).
     Interactive,
     /// `rshell -c CMD` as a login shell.
-    LoginShell { command: OsString },
+    LoginShell {
+        command: OsString,
+    },
     /// `rshell -c 'rshell FLAGS DIR'`: may only narrow the configured policy.
-    Nested { key: KeyFlags },
+    Nested {
+        key: KeyFlags,
+    },
     /// `command="rshell FLAGS DIR"` under another login shell: the key is authoritative.
-    Standalone { key: KeyFlags },
+    Standalone {
+        key: KeyFlags,
+    },
     Test {
         command: String,
         user: Option<String>,
@@ -39,8 +45,14 @@ pub enum Mode {
         config: Option<PathBuf>,
         json: bool,
     },
-    Policy { user: Option<String>, config: Option<PathBuf> },
-    Check { config: Option<PathBuf>, strict: bool },
+    Policy {
+        user: Option<String>,
+        config: Option<PathBuf>,
+    },
+    Check {
+        config: Option<PathBuf>,
+        strict: bool,
+    },
     Version,
     Help,
 }
@@ -73,7 +85,9 @@ pub fn parse(args: &[OsString], forced: bool) -> Result<Mode, UsageError> {
     let rest: Vec<&OsString> = args.iter().skip(1).collect();
     if rest.is_empty() {
         return Ok(if forced && !argv0_login {
-            Mode::Standalone { key: KeyFlags::default() }
+            Mode::Standalone {
+                key: KeyFlags::default(),
+            }
         } else {
             Mode::Interactive
         });
@@ -88,7 +102,9 @@ pub fn parse(args: &[OsString], forced: bool) -> Result<Mode, UsageError> {
             if let Some(words) = nested_words(&command) {
                 let key = parse_key_flags(&words)?;
                 if key.config.is_some() {
-                    return Err(UsageError("--config is not allowed in a nested rshell command".into()));
+                    return Err(UsageError(
+                        "--config is not allowed in a nested rshell command".into(),
+                    ));
                 }
                 return Ok(Mode::Nested { key });
             }
@@ -105,7 +121,11 @@ pub fn parse(args: &[OsString], forced: bool) -> Result<Mode, UsageError> {
 
 fn strings(args: &[&OsString]) -> Result<Vec<String>, UsageError> {
     args.iter()
-        .map(|a| a.to_str().map(str::to_string).ok_or_else(|| UsageError("arguments must be UTF-8".into())))
+        .map(|a| {
+            a.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| UsageError("arguments must be UTF-8".into()))
+        })
         .collect()
 }
 
@@ -130,7 +150,11 @@ pub fn parse_key_flags(words: &[String]) -> Result<KeyFlags, UsageError> {
         i += 1;
         match w {
             "-ro" | "-wo" => {
-                let access = if w == "-ro" { Access::ReadOnly } else { Access::WriteOnly };
+                let access = if w == "-ro" {
+                    Access::ReadOnly
+                } else {
+                    Access::WriteOnly
+                };
                 if key.access.is_some_and(|a| a != access) {
                     return Err(UsageError("-ro and -wo exclude each other".into()));
                 }
@@ -141,15 +165,21 @@ pub fn parse_key_flags(words: &[String]) -> Result<KeyFlags, UsageError> {
             "-munge" => key.munge = true,
             "-no-lock" => key.no_lock = true,
             "--config" => {
-                let f = words.get(i).ok_or_else(|| UsageError("--config needs a file".into()))?;
+                let f = words
+                    .get(i)
+                    .ok_or_else(|| UsageError("--config needs a file".into()))?;
                 i += 1;
                 key.config = Some(PathBuf::from(f));
             }
-            _ if w.starts_with("--config=") => key.config = Some(PathBuf::from(&w["--config=".len()..])),
+            _ if w.starts_with("--config=") => {
+                key.config = Some(PathBuf::from(&w["--config=".len()..]))
+            }
             _ if w.starts_with('-') => return Err(UsageError(format!("unknown flag {w}"))),
             _ => {
                 if key.dir.is_some() {
-                    return Err(UsageError(format!("only one directory may be given (got another: {w})")));
+                    return Err(UsageError(format!(
+                        "only one directory may be given (got another: {w})"
+                    )));
                 }
                 key.dir = Some(w.to_string());
             }
@@ -164,7 +194,10 @@ fn admin(verb: &str, args: &[String]) -> Result<Mode, UsageError> {
     let (mut json, mut strict) = (false, false);
     let mut i = 0;
     let value = |i: &mut usize, name: &str| -> Result<String, UsageError> {
-        let v = args.get(*i).cloned().ok_or_else(|| UsageError(format!("{name} needs a value")))?;
+        let v = args
+            .get(*i)
+            .cloned()
+            .ok_or_else(|| UsageError(format!("{name} needs a value")))?;
         *i += 1;
         Ok(v)
     };
@@ -179,7 +212,8 @@ fn admin(verb: &str, args: &[String]) -> Result<Mode, UsageError> {
             ("--test", "--from") => from = Some(value(&mut i, a)?),
             ("--test", "--key") => {
                 let text = value(&mut i, a)?;
-                let words = crate::command::split(text.as_bytes()).map_err(|e| UsageError(format!("--key: {e}")))?;
+                let words = crate::command::split(text.as_bytes())
+                    .map_err(|e| UsageError(format!("--key: {e}")))?;
                 let words: Vec<String> = words.into_iter().map(|w| w.text).collect();
                 key = Some(parse_key_flags(&words)?);
             }
@@ -248,13 +282,28 @@ mod tests {
         assert!(matches!(m, Mode::Nested { key } if key.access == Some(Access::WriteOnly)));
         let m = parse(&args(&["rshell", "-c", "/usr/bin/rshell -ro"]), true).unwrap();
         assert!(matches!(m, Mode::Nested { .. }));
-        assert!(parse(&args(&["rshell", "-c", "rshell --config /tmp/x.toml"]), true).is_err());
+        assert!(parse(
+            &args(&["rshell", "-c", "rshell --config /tmp/x.toml"]),
+            true
+        )
+        .is_err());
         assert!(parse(&args(&["rshell", "-c", "rshell --test x"]), true).is_err());
     }
 
     #[test]
     fn admin_modes() {
-        let m = parse(&args(&["rshell", "--test", "rsync --server . x", "--user", "bob", "--json"]), false).unwrap();
+        let m = parse(
+            &args(&[
+                "rshell",
+                "--test",
+                "rsync --server . x",
+                "--user",
+                "bob",
+                "--json",
+            ]),
+            false,
+        )
+        .unwrap();
         assert!(matches!(m, Mode::Test { user: Some(u), json: true, .. } if u == "bob"));
         assert!(parse(&args(&["rshell", "--check", "--user", "x"]), false).is_err());
         assert!(parse(&args(&["rshell", "--test"]), false).is_err());

@@ -126,7 +126,7 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
     let mut current: Option<Word> = None;
     let mut chars = text.char_indices().peekable();
     let mut previous_was_blank = true; // a leading blank is an extra blank
-    // Whether the word being built has seen a quote yet (`''~x` is no tilde expansion).
+                                       // Whether the word being built has seen a quote yet (`''~x` is no tilde expansion).
     let mut quoted = false;
 
     while let Some((i, c)) = chars.next() {
@@ -278,7 +278,11 @@ mod tests {
     use rstest::rstest;
 
     fn texts(s: &str) -> Vec<String> {
-        split(s.as_bytes()).unwrap().into_iter().map(|w| w.text).collect()
+        split(s.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|w| w.text)
+            .collect()
     }
 
     #[rstest]
@@ -320,12 +324,18 @@ mod tests {
 
     #[test]
     fn absurd_lengths_and_bad_encodings_are_refused() {
-        assert_eq!(split(&vec![b'a'; MAX_COMMAND_LEN + 1]), Err(SplitError::TooLong));
+        assert_eq!(
+            split(&vec![b'a'; MAX_COMMAND_LEN + 1]),
+            Err(SplitError::TooLong)
+        );
         assert_eq!(split(&[b'a', 0, b'b']), Err(SplitError::Forbidden('\0', 2)));
         assert_eq!(split(b"a \xff"), Err(SplitError::NotUtf8));
         let many = vec!["x"; MAX_WORDS + 1].join(" ");
         assert_eq!(split(many.as_bytes()), Err(SplitError::TooManyWords));
-        assert!(matches!(split("x".repeat(MAX_WORD_LEN + 1).as_bytes()), Err(SplitError::WordTooLong(1))));
+        assert!(matches!(
+            split("x".repeat(MAX_WORD_LEN + 1).as_bytes()),
+            Err(SplitError::WordTooLong(1))
+        ));
     }
 
     #[test]
@@ -343,7 +353,10 @@ mod tests {
     #[test]
     fn the_error_message_is_readable() {
         let e = split(b"rsync --server . x; id").unwrap_err();
-        assert_eq!(e.to_string(), "unquoted ';' at position 19: shell syntax is not allowed");
+        assert_eq!(
+            e.to_string(),
+            "unquoted ';' at position 19: shell syntax is not allowed"
+        );
         let e = split(b"rsync\n").unwrap_err();
         assert_eq!(e.to_string(), "LF (newline) at position 6 is not allowed");
     }

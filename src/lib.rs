@@ -92,7 +92,12 @@ pub struct Evaluation {
 pub fn evaluate(input: &Input) -> Evaluation {
     let policy = match load_policy(input) {
         Ok(p) => p,
-        Err(f) => return Evaluation { policy: None, outcome: Err(f) },
+        Err(f) => {
+            return Evaluation {
+                policy: None,
+                outcome: Err(f),
+            }
+        }
     };
     let outcome = decide_command(input, &policy);
     Evaluation {
@@ -110,7 +115,9 @@ fn load_policy(input: &Input) -> Result<Policy, Failure> {
             .policy_for(&account.name, &account.groups)
             .map_err(|e| Failure::Config(e.to_string()))?,
         // A standalone key runs on the built-in defaults when there is no config at all.
-        Err(ConfigError::Missing(_)) if input.form == Form::Standalone && explicit.is_none() => Policy::builtin(),
+        Err(ConfigError::Missing(_)) if input.form == Form::Standalone && explicit.is_none() => {
+            Policy::builtin()
+        }
         Err(e) => return Err(Failure::Config(e.to_string())),
     };
     match (input.form, input.key) {
@@ -144,7 +151,8 @@ pub fn decide_command(input: &Input, policy: &Policy) -> Result<ExecPlan, Failur
         return Err(Failure::Probe);
     }
     let words = command::split(input.command).map_err(|e| Failure::Denied(e.to_string()))?;
-    let invocation = rsync::parse(&words, &policy.settings.rsync).map_err(|e| Failure::Denied(e.to_string()))?;
+    let invocation =
+        rsync::parse(&words, &policy.settings.rsync).map_err(|e| Failure::Denied(e.to_string()))?;
     let request = Request {
         account: input.account,
         client: input.client,
@@ -161,7 +169,10 @@ pub fn decide_command(input: &Input, policy: &Policy) -> Result<ExecPlan, Failur
 /// a relative DIR is relative to the home directory).
 fn key_layer(key: &KeyFlags, home: &Path) -> Layer {
     Layer {
-        root: key.dir.as_ref().map(|d| key_dir(d, home).display().to_string()),
+        root: key
+            .dir
+            .as_ref()
+            .map(|d| key_dir(d, home).display().to_string()),
         access: key.access,
         delete: key.no_delete.then_some(false),
         overwrite: key.no_overwrite.then_some(false),
@@ -172,7 +183,11 @@ fn key_layer(key: &KeyFlags, home: &Path) -> Layer {
 }
 
 fn key_dir(dir: &str, home: &Path) -> PathBuf {
-    policy::normalize(&if dir.starts_with('/') { PathBuf::from(dir) } else { home.join(dir) })
+    policy::normalize(&if dir.starts_with('/') {
+        PathBuf::from(dir)
+    } else {
+        home.join(dir)
+    })
 }
 
 /// A nested key may only narrow the configured policy (design §2).
@@ -196,7 +211,11 @@ fn narrow(policy: &mut Policy, key: &KeyFlags, account: &Account) -> Result<(), 
         layer.access = Some(match (now, wanted) {
             (Access::ReadWrite, w) => w,
             (a, w) if a == w => a,
-            _ => return Err(format!("the key asks for {wanted} but this account is {now}: nothing is left")),
+            _ => {
+                return Err(format!(
+                    "the key asks for {wanted} but this account is {now}: nothing is left"
+                ))
+            }
         });
     }
     if key.no_delete {
@@ -240,13 +259,25 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
             key,
             config,
             json,
-        } => report::test(&command, user.as_deref(), from.as_deref(), key.as_ref(), config.as_deref(), json),
+        } => report::test(
+            &command,
+            user.as_deref(),
+            from.as_deref(),
+            key.as_ref(),
+            config.as_deref(),
+            json,
+        ),
         Mode::Policy { user, config } => report::policy(user.as_deref(), config.as_deref()),
         Mode::Check { config, strict } => lint::check(config.as_deref(), strict),
         Mode::Interactive => serve(Form::Login, None, None, &ctx),
         Mode::LoginShell { command } => serve(Form::Login, None, Some(command), &ctx),
         Mode::Nested { key } => serve(Form::Nested, Some(&key), ctx.original_command.clone(), &ctx),
-        Mode::Standalone { key } => serve(Form::Standalone, Some(&key), ctx.original_command.clone(), &ctx),
+        Mode::Standalone { key } => serve(
+            Form::Standalone,
+            Some(&key),
+            ctx.original_command.clone(),
+            &ctx,
+        ),
     }
 }
 
@@ -256,12 +287,22 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
         Ok(a) => a,
         Err(e) => {
             eprintln!("rshell: denied: {e}");
-            log::send(&format!("deny uid={} reason=\"{}\"", sys::current_uid(), log::escape(&e.to_string(), 256)), true);
+            log::send(
+                &format!(
+                    "deny uid={} reason=\"{}\"",
+                    sys::current_uid(),
+                    log::escape(&e.to_string(), 256)
+                ),
+                true,
+            );
             return EXIT_SYSTEM;
         }
     };
     let client = net::client_from_ssh_connection(ctx.connection.as_deref());
-    let key_fp = ctx.user_auth.as_ref().and_then(|p| log::key_fingerprint(Path::new(p)));
+    let key_fp = ctx
+        .user_auth
+        .as_ref()
+        .and_then(|p| log::key_fingerprint(Path::new(p)));
     let command_bytes = command.as_ref().map(|c| c.as_encoded_bytes().to_vec());
     let mut record = log::Decision {
         user: &account.name,
@@ -279,7 +320,9 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
     };
     let Some(command_bytes) = command_bytes else {
         let reason = match form {
-            Form::Login => "this account is for rsync transfers only; interactive logins are not available",
+            Form::Login => {
+                "this account is for rsync transfers only; interactive logins are not available"
+            }
             _ => "no client command (SSH_ORIGINAL_COMMAND is not set): this key is for rsync only",
         };
         return refuse(&mut record, reason, EXIT_DENIED);
@@ -304,7 +347,11 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
             0
         }
         Err(Failure::Denied(reason)) => refuse(&mut record, &reason, EXIT_DENIED),
-        Err(Failure::Config(reason)) => refuse(&mut record, &format!("configuration error: {reason}"), EXIT_CONFIG),
+        Err(Failure::Config(reason)) => refuse(
+            &mut record,
+            &format!("configuration error: {reason}"),
+            EXIT_CONFIG,
+        ),
         Ok(plan) => {
             record.allowed = true;
             record.reason = plan.kind.into();
@@ -347,7 +394,14 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             Ok(fd) => Some(fd),
             Err(e) => {
                 eprintln!("rshell: denied: {e}");
-                log::send(&format!("deny user={} reason=\"{}\"", record.user, log::escape(&e.to_string(), 256)), true);
+                log::send(
+                    &format!(
+                        "deny user={} reason=\"{}\"",
+                        record.user,
+                        log::escape(&e.to_string(), 256)
+                    ),
+                    true,
+                );
                 return EXIT_SYSTEM;
             }
         }
@@ -391,7 +445,9 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
                         sys::ExitKind::Code(c) => (c, format!("exit={c}")),
                         sys::ExitKind::Signal(s) => (128 + s, format!("signal={s}")),
                     };
-                    let io = io.map_or("io=unknown".to_string(), |(r, w)| format!("read_bytes={r} written_bytes={w}"));
+                    let io = io.map_or("io=unknown".to_string(), |(r, w)| {
+                        format!("read_bytes={r} written_bytes={w}")
+                    });
                     (code, status + " " + &io)
                 }
                 Err(e) => (EXIT_SYSTEM, format!("wait failed: {e}")),

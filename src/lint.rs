@@ -44,11 +44,28 @@ fn is_rshell(shell: &str) -> bool {
 
 /// `(major, minor, patch)` from `rsync --version`.
 fn rsync_version(rsync: &Path) -> Option<(u32, u32, u32)> {
-    let out = std::process::Command::new(rsync).arg("--version").env_clear().output().ok()?;
+    let out = std::process::Command::new(rsync)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let v = text.split_whitespace().skip_while(|w| *w != "version").nth(1)?;
-    let mut parts = v.split('.').map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0));
-    Some((parts.next()?, parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    let v = text
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)?;
+    let mut parts = v.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0)
+    });
+    Some((
+        parts.next()?,
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    ))
 }
 
 /// Lint `cfg` for the accounts it concerns.
@@ -61,7 +78,12 @@ pub fn lint(cfg: &Config) -> Findings {
     }
     let landlock = confine::probe();
 
-    let layers: Vec<&Layer> = cfg.defaults.iter().chain(cfg.users.values()).chain(cfg.groups.values()).collect();
+    let layers: Vec<&Layer> = cfg
+        .defaults
+        .iter()
+        .chain(cfg.users.values())
+        .chain(cfg.groups.values())
+        .collect();
     let mut rsyncs: BTreeSet<String> = layers.iter().filter_map(|l| l.rsync.clone()).collect();
     rsyncs.insert(policy::Settings::default().rsync);
     for rsync in &rsyncs {
@@ -96,12 +118,17 @@ pub fn lint(cfg: &Config) -> Findings {
             }
         };
         if !policy.configured {
-            f.warnings.push(format!("{name}: login shell is rshell but no section applies: every request is denied"));
+            f.warnings.push(format!(
+                "{name}: login shell is rshell but no section applies: every request is denied"
+            ));
             continue;
         }
         let s = &policy.settings;
         let root = policy::expand_root(&s.root, &account.name, &account.home);
-        if s.access != Access::ReadOnly && !s.dangerous_writable_home && check::holds_home(&root, &account.home) {
+        if s.access != Access::ReadOnly
+            && !s.dangerous_writable_home
+            && check::holds_home(&root, &account.home)
+        {
             f.errors.push(format!(
                 "{name}: root {} holds the home directory {} with write access: set a root outside the home (or dangerous_writable_home = true, see rshell.toml(5))",
                 root.display(),
@@ -109,23 +136,42 @@ pub fn lint(cfg: &Config) -> Findings {
             ));
         }
         if !root.is_dir() {
-            f.warnings.push(format!("{name}: root {} does not exist (requests will be denied)", root.display()));
+            f.warnings.push(format!(
+                "{name}: root {} does not exist (requests will be denied)",
+                root.display()
+            ));
         } else {
-            for control in [".ssh", ".pam_environment", ".profile", ".bashrc", ".bash_profile", ".popt", "rsyncd.conf", ".forward"] {
+            for control in [
+                ".ssh",
+                ".pam_environment",
+                ".profile",
+                ".bashrc",
+                ".bash_profile",
+                ".popt",
+                "rsyncd.conf",
+                ".forward",
+            ] {
                 let p = root.join(control);
                 if p.exists() {
-                    f.warnings.push(format!("{name}: root {} contains {control}", root.display()));
+                    f.warnings.push(format!(
+                        "{name}: root {} contains {control}",
+                        root.display()
+                    ));
                 }
             }
         }
         if s.daemon {
             if s.daemon_config.is_empty() {
-                f.errors.push(format!("{name}: daemon = true needs daemon_config"));
+                f.errors
+                    .push(format!("{name}: daemon = true needs daemon_config"));
             } else if let Err(e) = policy::check_trusted(Path::new(&s.daemon_config)) {
                 f.errors.push(format!("{name}: daemon_config {e}"));
             }
         }
-        if !s.munge_links && s.confine != policy::ConfineMode::Off && landlock.as_ref().map_or(true, |abi| *abi < 2) {
+        if !s.munge_links
+            && s.confine != policy::ConfineMode::Off
+            && landlock.as_ref().map_or(true, |abi| *abi < 2)
+        {
             f.warnings.push(format!(
                 "{name}: munge_links is off and this kernel cannot enforce Landlock ({}): symlink tricks are only stopped by path checks",
                 landlock.as_ref().err().cloned().unwrap_or_else(|| "ABI < 2".into())
@@ -143,7 +189,10 @@ pub fn lint(cfg: &Config) -> Findings {
         }
         let keys = e.home.join(".ssh/authorized_keys");
         if let Ok(text) = std::fs::read_to_string(&keys) {
-            if text.lines().any(|l| l.contains("command=") && l.contains("rshell")) {
+            if text
+                .lines()
+                .any(|l| l.contains("command=") && l.contains("rshell"))
+            {
                 f.warnings.push(format!(
                     "{}: {} has a forced rshell key but the login shell is {}: sshd runs ~/.ssh/rc and the shell's start-up files first; use rshell as the login shell or set PermitUserRC no",
                     e.name,
@@ -178,7 +227,13 @@ pub fn check(config: Option<&Path>, strict: bool) -> i32 {
     for w in &f.warnings {
         println!("warning: {w}");
     }
-    println!("rshell --check: {} {}: {} error(s), {} warning(s)", path.display(), if f.errors.is_empty() { "ok" } else { "FAILED" }, f.errors.len(), f.warnings.len());
+    println!(
+        "rshell --check: {} {}: {} error(s), {} warning(s)",
+        path.display(),
+        if f.errors.is_empty() { "ok" } else { "FAILED" },
+        f.errors.len(),
+        f.warnings.len()
+    );
     if !f.errors.is_empty() || (strict && !f.warnings.is_empty()) {
         1
     } else {

@@ -108,7 +108,10 @@ pub fn key_fingerprint(auth_info_file: &std::path::Path) -> Option<String> {
     let blob_b64 = line.split(' ').nth(2)?;
     let blob = crate::digest::base64_decode(blob_b64)?;
     let digest = crate::digest::sha256(&blob);
-    Some(format!("SHA256:{}", crate::digest::base64_encode_nopad(&digest)))
+    Some(format!(
+        "SHA256:{}",
+        crate::digest::base64_encode_nopad(&digest)
+    ))
 }
 
 #[cfg(test)]
@@ -118,7 +121,10 @@ mod tests {
     #[test]
     fn control_characters_and_quotes_are_escaped() {
         assert_eq!(escape("a\nb\"c\\", 100), "a\\x0ab\\\"c\\\\");
-        assert_eq!(escape(&"x".repeat(50), 10), format!("{}...", "x".repeat(10)));
+        assert_eq!(
+            escape(&"x".repeat(50), 10),
+            format!("{}...", "x".repeat(10))
+        );
         assert_eq!(escape_bytes(b"ok\xffz", 100), "ok\\xffz");
     }
 
@@ -138,7 +144,10 @@ mod tests {
         };
         let line = d.line();
         assert!(!line.contains('\n'));
-        assert!(line.starts_with("deny user=alice uid=1000 from=127.0.0.1"), "{line}");
+        assert!(
+            line.starts_with("deny user=alice uid=1000 from=127.0.0.1"),
+            "{line}"
+        );
         assert!(line.contains("command=\"rsync;\\x0aid\""), "{line}");
     }
 }

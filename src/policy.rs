@@ -246,12 +246,19 @@ impl Policy {
             ("from", format!("[{}]", from.join(", "))),
             ("daemon", s.daemon.to_string()),
             ("daemon_config", s.daemon_config.clone()),
-            ("dangerous_writable_home", s.dangerous_writable_home.to_string()),
+            (
+                "dangerous_writable_home",
+                s.dangerous_writable_home.to_string(),
+            ),
         ];
         values
             .into_iter()
             .map(|(k, v)| {
-                let src = self.sources.get(k).map(|s| s.to_string()).unwrap_or_default();
+                let src = self
+                    .sources
+                    .get(k)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 (k, v, src)
             })
             .collect()
@@ -356,7 +363,10 @@ impl Ctx<'_> {
         let spanned_abs = |v: Spanned<String>, key: &str| -> Result<String, ConfigError> {
             let s = v.get_ref();
             if !s.starts_with('/') || s.contains("/../") || s.ends_with("/..") || s.contains('\0') {
-                return Err(self.err(v.span().start, format!("{name}: `{key}` must be an absolute path, got {s:?}")));
+                return Err(self.err(
+                    v.span().start,
+                    format!("{name}: `{key}` must be an absolute path, got {s:?}"),
+                ));
             }
             Ok(s.clone())
         };
@@ -382,7 +392,10 @@ impl Ctx<'_> {
                 _ => {
                     return Err(self.err(
                         v.span().start,
-                        format!("{name}: `umask` must be an octal string like \"0077\", got {:?}", v.get_ref()),
+                        format!(
+                            "{name}: `umask` must be an octal string like \"0077\", got {:?}",
+                            v.get_ref()
+                        ),
                     ))
                 }
             },
@@ -445,11 +458,20 @@ impl Config {
         match raw.version {
             None => return Err(ctx.err(0, "`version = 1` is missing")),
             Some(v) if *v.get_ref() != 1 => {
-                return Err(ctx.err(v.span().start, format!("unsupported version {} (this rshell reads version 1)", v.get_ref())))
+                return Err(ctx.err(
+                    v.span().start,
+                    format!(
+                        "unsupported version {} (this rshell reads version 1)",
+                        v.get_ref()
+                    ),
+                ))
             }
             Some(_) => {}
         }
-        let defaults = raw.defaults.map(|s| ctx.section(s, "[defaults]")).transpose()?;
+        let defaults = raw
+            .defaults
+            .map(|s| ctx.section(s, "[defaults]"))
+            .transpose()?;
         let mut users = BTreeMap::new();
         for (name, section) in raw.users {
             let layer = ctx.section(section, &format!("[users.{name}]"))?;
@@ -530,14 +552,17 @@ fn common_key(a: &Layer, b: &Layer) -> Option<&'static str> {
 /// (the config, a key's `--config`, `daemon_config`): design §3.
 pub fn read_trusted_file(path: &Path) -> Result<String, ConfigError> {
     check_trusted(path)?;
-    std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable(path.to_path_buf(), e.to_string()))
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Unreadable(path.to_path_buf(), e.to_string()))
 }
 
 /// Ownership and mode checks of a trusted file and its directory.
 pub fn check_trusted(path: &Path) -> Result<(), ConfigError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::Missing(path.to_path_buf()))
+        }
         Err(e) => return Err(ConfigError::Unreadable(path.to_path_buf(), e.to_string())),
     };
     let insecure = |why: String| Err(ConfigError::Insecure(path.to_path_buf(), why));
@@ -545,10 +570,16 @@ pub fn check_trusted(path: &Path) -> Result<(), ConfigError> {
         return insecure("must be a regular file (not a symlink or anything else)".into());
     }
     if meta.uid() != 0 {
-        return insecure(format!("must be owned by root (owner uid is {})", meta.uid()));
+        return insecure(format!(
+            "must be owned by root (owner uid is {})",
+            meta.uid()
+        ));
     }
     if meta.mode() & 0o022 != 0 {
-        return insecure(format!("must not be group- or world-writable (mode {:04o})", meta.mode() & 0o7777));
+        return insecure(format!(
+            "must not be group- or world-writable (mode {:04o})",
+            meta.mode() & 0o7777
+        ));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = std::fs::metadata(dir) {
@@ -628,14 +659,24 @@ root = "/srv/backup/%u"
         assert_eq!(p.settings.access, Access::WriteOnly);
         assert_eq!(p.sources["root"], Source::User("amanda".into()));
         assert_eq!(p.sources["umask"], Source::Defaults);
-        let q = cfg.policy_for("bob", &["staff".into(), "backup".into()]).unwrap();
+        let q = cfg
+            .policy_for("bob", &["staff".into(), "backup".into()])
+            .unwrap();
         assert_eq!(q.settings.root, "/srv/backup/%u");
         assert_eq!(q.sources["root"], Source::Group("backup".into()));
     }
 
     #[rstest]
-    #[case("version = 1\n[defaults]\nroott = \"/x\"\n", 3, "unknown field `roott`")]
-    #[case("version = 1\n[defaults]\naccess = \"everything\"\n", 3, "unknown variant")]
+    #[case(
+        "version = 1\n[defaults]\nroott = \"/x\"\n",
+        3,
+        "unknown field `roott`"
+    )]
+    #[case(
+        "version = 1\n[defaults]\naccess = \"everything\"\n",
+        3,
+        "unknown variant"
+    )]
     #[case("version = 1\n[defaults]\numask = \"999\"\n", 3, "umask")]
     #[case("version = 1\n[defaults]\nrsync = \"rsync\"\n", 3, "absolute")]
     #[case("version = 1\n[defaults]\nroot = \"backup\"\n", 3, "root")]
@@ -653,19 +694,31 @@ root = "/srv/backup/%u"
     ) {
         let err = parse(text).unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with(&format!("/etc/rshell.toml:{line}:")), "{shown}");
+        assert!(
+            shown.starts_with(&format!("/etc/rshell.toml:{line}:")),
+            "{shown}"
+        );
         assert!(shown.contains(needle), "{shown}");
     }
 
     #[test]
     fn given_two_groups_setting_one_key_then_it_is_a_config_error() {
-        let cfg = parse("version = 1\n[groups.a]\nroot = \"/a\"\n[groups.b]\nroot = \"/b\"\n").unwrap();
+        let cfg =
+            parse("version = 1\n[groups.a]\nroot = \"/a\"\n[groups.b]\nroot = \"/b\"\n").unwrap();
         let err = cfg.policy_for("u", &["a".into(), "b".into()]).unwrap_err();
-        assert!(matches!(err, ConfigError::GroupConflict { key: "root", .. }), "{err}");
+        assert!(
+            matches!(err, ConfigError::GroupConflict { key: "root", .. }),
+            "{err}"
+        );
         // Different keys layer fine.
-        let cfg = parse("version = 1\n[groups.a]\nroot = \"/a\"\n[groups.b]\naccess = \"read-only\"\n").unwrap();
+        let cfg =
+            parse("version = 1\n[groups.a]\nroot = \"/a\"\n[groups.b]\naccess = \"read-only\"\n")
+                .unwrap();
         let p = cfg.policy_for("u", &["a".into(), "b".into()]).unwrap();
-        assert_eq!((p.settings.root.as_str(), p.settings.access), ("/a", Access::ReadOnly));
+        assert_eq!(
+            (p.settings.root.as_str(), p.settings.access),
+            ("/a", Access::ReadOnly)
+        );
     }
 
     #[test]
@@ -679,16 +732,28 @@ root = "/srv/backup/%u"
         assert_eq!(p.settings.access, Access::ReadWrite);
         assert_eq!(p.settings.umask, 0o022);
         assert!(p.configured);
-        let nobody = parse("version = 1\n[users.u]\n").unwrap().policy_for("other", &[]).unwrap();
+        let nobody = parse("version = 1\n[users.u]\n")
+            .unwrap()
+            .policy_for("other", &[])
+            .unwrap();
         assert!(!nobody.configured);
     }
 
     #[test]
     fn root_templates_expand_from_passwd_values() {
         let home = Path::new("/home/amanda");
-        assert_eq!(expand_root("~/backup", "amanda", home), PathBuf::from("/home/amanda/backup"));
-        assert_eq!(expand_root("~", "amanda", home), PathBuf::from("/home/amanda"));
-        assert_eq!(expand_root("/srv/%u/", "amanda", home), PathBuf::from("/srv/amanda"));
+        assert_eq!(
+            expand_root("~/backup", "amanda", home),
+            PathBuf::from("/home/amanda/backup")
+        );
+        assert_eq!(
+            expand_root("~", "amanda", home),
+            PathBuf::from("/home/amanda")
+        );
+        assert_eq!(
+            expand_root("/srv/%u/", "amanda", home),
+            PathBuf::from("/srv/amanda")
+        );
     }
 
     #[test]

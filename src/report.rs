@@ -45,7 +45,10 @@ pub fn test(
         None => None,
         Some(Ok(ip)) => Some(ip),
         Some(Err(_)) => {
-            eprintln!("rshell: --from needs an IP address, got {:?}", from.unwrap_or_default());
+            eprintln!(
+                "rshell: --from needs an IP address, got {:?}",
+                from.unwrap_or_default()
+            );
             return EXIT_USAGE;
         }
     };
@@ -55,7 +58,11 @@ pub fn test(
             return crate::EXIT_SYSTEM;
         }
     }
-    let form = if key.is_some() { Form::Standalone } else { Form::Login };
+    let form = if key.is_some() {
+        Form::Standalone
+    } else {
+        Form::Login
+    };
     let input = Input {
         form,
         key,
@@ -81,7 +88,10 @@ pub fn test(
 fn verdict_and_reason(e: &Evaluation) -> (&'static str, String) {
     match &e.outcome {
         Ok(plan) => ("allow", format!("vetted rsync {} request", plan.kind)),
-        Err(Failure::Probe) => ("allow", "connectivity probe `true`: exit 0, nothing is run".into()),
+        Err(Failure::Probe) => (
+            "allow",
+            "connectivity probe `true`: exit 0, nothing is run".into(),
+        ),
         Err(Failure::Denied(r)) => ("deny", r.clone()),
         Err(Failure::Config(r)) => ("config-error", r.clone()),
     }
@@ -98,7 +108,10 @@ fn to_text(input: &Input, e: &Evaluation) -> String {
         input.account.uid,
         input.account.groups.join(",")
     );
-    out += &format!("client: {}\n", input.client.map_or("-".to_string(), |c| c.to_string()));
+    out += &format!(
+        "client: {}\n",
+        input.client.map_or("-".to_string(), |c| c.to_string())
+    );
     out += &format!("form: {}\n", input.form.name());
     if let Some(p) = &e.policy {
         out += &format!("section: {}\n", p.section);
@@ -111,13 +124,35 @@ fn to_text(input: &Input, e: &Evaluation) -> String {
         let argv: Vec<String> = plan.argv.iter().map(|a| quote(a)).collect();
         out += &format!("exec: {}\n", plan.program.display());
         out += &format!("argv: {}\n", argv.join(" "));
-        let env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+        let env: Vec<String> = plan
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .collect();
         out += &format!("env: {}\n", env.join(" "));
         out += &format!("cwd: {}\n", plan.cwd.display());
         out += &format!("umask: {:04o}\n", plan.umask);
-        out += &format!("lock: {}\n", if plan.lock { "exclusive lock on root" } else { "none" });
-        out += &format!("outcome record: {}\n", if plan.log_outcome { "yes (fork and wait)" } else { "no (exec in place)" });
-        out += &format!("confine: {} -> {}\n", plan.confine, crate::predicted_landlock(plan));
+        out += &format!(
+            "lock: {}\n",
+            if plan.lock {
+                "exclusive lock on root"
+            } else {
+                "none"
+            }
+        );
+        out += &format!(
+            "outcome record: {}\n",
+            if plan.log_outcome {
+                "yes (fork and wait)"
+            } else {
+                "no (exec in place)"
+            }
+        );
+        out += &format!(
+            "confine: {} -> {}\n",
+            plan.confine,
+            crate::predicted_landlock(plan)
+        );
         for rule in plan.ruleset.describe() {
             out += &format!("  {rule}\n");
         }
@@ -173,7 +208,9 @@ pub fn policy(user: Option<&str>, config: Option<&Path>) -> i32 {
         }
     };
     let path = config.unwrap_or(Path::new(policy::DEFAULT_CONFIG));
-    let policy: Policy = match Config::load(path).and_then(|c| c.policy_for(&account.name, &account.groups)) {
+    let policy: Policy = match Config::load(path)
+        .and_then(|c| c.policy_for(&account.name, &account.groups))
+    {
         Ok(p) => p,
         Err(e @ ConfigError::Missing(_)) => {
             eprintln!("rshell: {e} (login-shell requests are all denied; forced keys use the built-in defaults)");
@@ -184,7 +221,12 @@ pub fn policy(user: Option<&str>, config: Option<&Path>) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    println!("user: {} (uid {}, groups {})", account.name, account.uid, account.groups.join(","));
+    println!(
+        "user: {} (uid {}, groups {})",
+        account.name,
+        account.uid,
+        account.groups.join(",")
+    );
     println!("config: {}", path.display());
     if !policy.configured {
         println!("note: no section applies to this user: login-shell requests are denied");

@@ -64,7 +64,9 @@ pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
     } else if text.starts_with('/') {
         let root_str = root.to_str().unwrap_or("");
         match text.strip_prefix(root_str) {
-            Some(rest) if root_str != "/" && (rest.is_empty() || rest.starts_with('/')) => root_str.len(),
+            Some(rest) if root_str != "/" && (rest.is_empty() || rest.starts_with('/')) => {
+                root_str.len()
+            }
             _ => 0,
         }
     } else {
@@ -82,8 +84,16 @@ pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
         .filter(|&&i| i >= shift)
         .map(|&i| i - shift)
         .collect();
-    let rel = if rest.is_empty() { ".".to_string() } else { rest.to_string() };
-    let active_glob = if rest.is_empty() { Vec::new() } else { active_glob };
+    let rel = if rest.is_empty() {
+        ".".to_string()
+    } else {
+        rest.to_string()
+    };
+    let active_glob = if rest.is_empty() {
+        Vec::new()
+    } else {
+        active_glob
+    };
     Ok(Mapped { rel, active_glob })
 }
 
@@ -97,7 +107,10 @@ pub fn check_beneath(root: &Root, base: &Path, rel: &str) -> Result<(), String> 
 
 fn check_components(root: &Root, full: &Path, shown: &str, depth: usize) -> Result<(), String> {
     let comps: Vec<Component> = full.components().collect();
-    if comps.iter().any(|c| matches!(c, Component::RootDir | Component::Prefix(_))) {
+    if comps
+        .iter()
+        .any(|c| matches!(c, Component::RootDir | Component::Prefix(_)))
+    {
         return Err(format!("{shown:?} is absolute"));
     }
     let mut n = comps.len();
@@ -107,8 +120,14 @@ fn check_components(root: &Root, full: &Path, shown: &str, depth: usize) -> Resu
             Ok(_) => break,
             Err(Errno::ENOENT) if n > 0 => n -= 1,
             Err(Errno::EXDEV) => return Err(format!("{shown:?} leads outside root")),
-            Err(Errno::ELOOP) => return Err(format!("{shown:?} goes through a symlink that is not allowed")),
-            Err(Errno::ENOTDIR) => return Err(format!("{shown:?}: a component is not a directory")),
+            Err(Errno::ELOOP) => {
+                return Err(format!(
+                    "{shown:?} goes through a symlink that is not allowed"
+                ))
+            }
+            Err(Errno::ENOTDIR) => {
+                return Err(format!("{shown:?}: a component is not a directory"))
+            }
             Err(Errno::EACCES) => return Err(format!("{shown:?}: permission denied")),
             Err(e) => return Err(format!("{shown:?}: {}", e.desc())),
         }
@@ -175,16 +194,28 @@ pub fn expand(root: &Root, mapped: &Mapped) -> Result<Vec<String>, String> {
         }
         let mut next = Vec::new();
         for prefix in &results {
-            let Ok(dir) = sys::open_beneath(&root.fd, if prefix.as_os_str().is_empty() { Path::new(".") } else { prefix }) else {
+            let Ok(dir) = sys::open_beneath(
+                &root.fd,
+                if prefix.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    prefix
+                },
+            ) else {
                 continue;
             };
-            let Ok(mut names) = sys::list_dir(&dir) else { continue };
+            let Ok(mut names) = sys::list_dir(&dir) else {
+                continue;
+            };
             names.sort();
             for entry in names {
                 if glob_match(name, active, &entry) {
                     next.push(prefix.join(&entry));
                     if next.len() > MAX_EXPANSION {
-                        return Err(format!("{:?} matches more than {MAX_EXPANSION} names", mapped.rel));
+                        return Err(format!(
+                            "{:?} matches more than {MAX_EXPANSION} names",
+                            mapped.rel
+                        ));
                     }
                 }
             }
@@ -197,7 +228,10 @@ pub fn expand(root: &Root, mapped: &Mapped) -> Result<Vec<String>, String> {
     results
         .into_iter()
         .map(|p| {
-            let mut s = p.into_os_string().into_string().map_err(|_| "a matching name is not UTF-8".to_string())?;
+            let mut s = p
+                .into_os_string()
+                .into_string()
+                .map_err(|_| "a matching name is not UTF-8".to_string())?;
             if trailing_slash {
                 s.push('/');
             }
@@ -211,7 +245,8 @@ pub fn expand(root: &Root, mapped: &Mapped) -> Result<Vec<String>, String> {
 fn glob_match(pattern: &str, active: &[bool], name: &OsString) -> bool {
     let name = name.as_bytes();
     let pat = pattern.as_bytes();
-    if name.first() == Some(&b'.') && !(pat.first() == Some(&b'.') && !active[0]) {
+    let literal_dot = pat.first() == Some(&b'.') && active.first() == Some(&false);
+    if name.first() == Some(&b'.') && !literal_dot {
         return false;
     }
     match_from(pat, active, name)
@@ -288,7 +323,10 @@ fn match_class(pat: &[u8], c: u8) -> Option<usize> {
 
 /// Reject `..` anywhere (for `--partial-dir`, which rsync applies in every directory).
 pub fn plain_relative(rel: &str) -> Result<(), String> {
-    if Path::new(rel).components().any(|c| matches!(c, Component::ParentDir)) {
+    if Path::new(rel)
+        .components()
+        .any(|c| matches!(c, Component::ParentDir))
+    {
         return Err(format!("{rel:?} must not contain `..`"));
     }
     Ok(())
@@ -314,7 +352,10 @@ mod tests {
         assert_eq!(m(word("dest/", &[], false)).unwrap(), "dest/");
         assert_eq!(m(word("/etc/passwd", &[], false)).unwrap(), "etc/passwd");
         assert_eq!(m(word("/srv/backup/amanda/x", &[], false)).unwrap(), "x");
-        assert_eq!(m(word("/srv/backup/amandax", &[], false)).unwrap(), "srv/backup/amandax");
+        assert_eq!(
+            m(word("/srv/backup/amandax", &[], false)).unwrap(),
+            "srv/backup/amandax"
+        );
         assert_eq!(m(word("/", &[], false)).unwrap(), ".");
         assert_eq!(m(word("~", &[], true)).unwrap(), ".");
         assert_eq!(m(word("~/x", &[], true)).unwrap(), "x");

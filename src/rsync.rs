@@ -145,7 +145,12 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "compress-level", Int, Safe),
     row!(None, "specials", Flag, Safe),
     row!(None, "no-specials", Flag, Safe),
-    row!(None, "log-format", Literal(&["%i", "%i%I", "%o", "X"]), Safe),
+    row!(
+        None,
+        "log-format",
+        Literal(&["%i", "%i%I", "%o", "X"]),
+        Safe
+    ),
     row!(None, "msgs2stderr", Flag, Safe),
     row!(None, "no-msgs2stderr", Flag, Safe),
     row!(Some('B'), "block-size", Uint, Safe),
@@ -189,7 +194,12 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "groupmap", Map, Safe),
     row!(None, "ignore-existing", Flag, Safe),
     row!(None, "existing", Flag, Safe),
-    row!(Some('T'), "temp-dir", Path(PathBase::Destination), WritePath),
+    row!(
+        Some('T'),
+        "temp-dir",
+        Path(PathBase::Destination),
+        WritePath
+    ),
     row!(None, "fsync", Flag, Safe),
     row!(None, "compare-dest", Path(PathBase::Destination), WritePath),
     row!(None, "copy-dest", Path(PathBase::Destination), WritePath),
@@ -209,39 +219,121 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "fake-super", Flag, Safe),
     row!(None, "drop-D", Flag, Safe),
     // --- accepted by the server's popt, refused by rshell (spec §5)
-    row!(None, "daemon", Flag, Refused("switches to daemon mode; only `rsync --server --daemon .` exactly is a daemon request")),
-    row!(None, "config", Path(PathBase::Start), Refused("names a daemon config; rshell supplies the administrator's own")),
-    row!(None, "dparam", Map, Refused("sets daemon parameters (they can run commands)")),
+    row!(
+        None,
+        "daemon",
+        Flag,
+        Refused(
+            "switches to daemon mode; only `rsync --server --daemon .` exactly is a daemon request"
+        )
+    ),
+    row!(
+        None,
+        "config",
+        Path(PathBase::Start),
+        Refused("names a daemon config; rshell supplies the administrator's own")
+    ),
+    row!(
+        None,
+        "dparam",
+        Map,
+        Refused("sets daemon parameters (they can run commands)")
+    ),
     row!(Some('M'), "remote-option", Map, Refused(CLIENT_ONLY)),
     row!(None, "detach", Flag, Refused("is a daemon option")),
     row!(None, "no-detach", Flag, Refused("is a daemon option")),
-    row!(None, "log-file", Path(PathBase::Start), Refused("writes a log file with client-chosen text")),
-    row!(None, "log-file-format", Map, Refused("writes a log file with client-chosen text")),
-    row!(None, "exclude-from", Path(PathBase::Start), Refused(RULE_FILE)),
-    row!(None, "include-from", Path(PathBase::Start), Refused(RULE_FILE)),
+    row!(
+        None,
+        "log-file",
+        Path(PathBase::Start),
+        Refused("writes a log file with client-chosen text")
+    ),
+    row!(
+        None,
+        "log-file-format",
+        Map,
+        Refused("writes a log file with client-chosen text")
+    ),
+    row!(
+        None,
+        "exclude-from",
+        Path(PathBase::Start),
+        Refused(RULE_FILE)
+    ),
+    row!(
+        None,
+        "include-from",
+        Path(PathBase::Start),
+        Refused(RULE_FILE)
+    ),
     row!(Some('f'), "filter", Map, Refused(RULE_FILE)),
     row!(None, "exclude", Map, Refused(RULE_FILE)),
     row!(None, "include", Map, Refused(RULE_FILE)),
     row!(Some('F'), "F", Flag, Refused(RULE_FILE)),
-    row!(None, "write-devices", Flag, Refused("writes into device files")),
+    row!(
+        None,
+        "write-devices",
+        Flag,
+        Refused("writes into device files")
+    ),
     row!(None, "copy-devices", Flag, Refused("reads device files")),
     row!(None, "copy-unsafe-links", Flag, Refused(SYMLINK_OUT)),
-    row!(None, "no-munge-links", Flag, Refused("would undo forced symlink munging")),
-    row!(None, "insecure-links", Flag, Refused("turns off rsync's own symlink safety checks")),
+    row!(
+        None,
+        "no-munge-links",
+        Flag,
+        Refused("would undo forced symlink munging")
+    ),
+    row!(
+        None,
+        "insecure-links",
+        Flag,
+        Refused("turns off rsync's own symlink safety checks")
+    ),
     row!(None, "no-insecure-links", Flag, Refused(CLIENT_ONLY)),
-    row!(None, "confine-root", Path(PathBase::Start), Refused("is set by rshell itself")),
-    row!(None, "no-drop-D", Flag, Refused("would allow creating device files")),
+    row!(
+        None,
+        "confine-root",
+        Path(PathBase::Start),
+        Refused("is set by rshell itself")
+    ),
+    row!(
+        None,
+        "no-drop-D",
+        Flag,
+        Refused("would allow creating device files")
+    ),
     row!(None, "copy-as", Map, Refused("switches to another user")),
-    row!(None, "trust-sender", Flag, Refused("turns off the receiver's checks of the sender")),
+    row!(
+        None,
+        "trust-sender",
+        Flag,
+        Refused("turns off the receiver's checks of the sender")
+    ),
     row!(None, "no-secluded-args", Flag, Refused(CLIENT_ONLY)),
     row!(None, "no-protect-args", Flag, Refused(CLIENT_ONLY)),
     row!(None, "old-args", Flag, Refused(CLIENT_ONLY)),
     row!(None, "no-old-args", Flag, Refused(CLIENT_ONLY)),
-    row!(Some('e'), "rsh", Map, Refused("names a remote shell command")),
+    row!(
+        Some('e'),
+        "rsh",
+        Map,
+        Refused("names a remote shell command")
+    ),
     row!(None, "rsync-path", Map, Refused("names a program to run")),
     row!(None, "protocol", Int, Refused("forces an old protocol")),
-    row!(None, "compress-threads", Int, Refused("can exhaust the server")),
-    row!(None, "debug", Map, Refused("prints internal data such as filter rules")),
+    row!(
+        None,
+        "compress-threads",
+        Int,
+        Refused("can exhaust the server")
+    ),
+    row!(
+        None,
+        "debug",
+        Map,
+        Refused("prints internal data such as filter rules")
+    ),
     row!(None, "stderr", Map, Refused(CLIENT_ONLY)),
     row!(None, "read-batch", Map, Refused(CLIENT_ONLY)),
     row!(None, "write-batch", Map, Refused(CLIENT_ONLY)),
@@ -258,8 +350,18 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "time-limit", Int, Refused(CLIENT_ONLY)),
     row!(None, "version", Flag, Refused(CLIENT_ONLY)),
     row!(None, "help", Flag, Refused(CLIENT_ONLY)),
-    row!(None, "server", Flag, Refused("may appear only as the second word")),
-    row!(None, "sender", Flag, Refused("may appear only as the third word")),
+    row!(
+        None,
+        "server",
+        Flag,
+        Refused("may appear only as the second word")
+    ),
+    row!(
+        None,
+        "sender",
+        Flag,
+        Refused("may appear only as the third word")
+    ),
 ];
 
 /// Letters that may stand in a bundle: every table row with a short letter and no value,
@@ -400,7 +502,9 @@ pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, Parse
                 return Err(ParseError::Refused(format!("--{name}"), why));
             }
             let value = match (spec.value, inline) {
-                (Value::Flag, Some(_)) => return Err(ParseError::NoValueAllowed(format!("--{name}"))),
+                (Value::Flag, Some(_)) => {
+                    return Err(ParseError::NoValueAllowed(format!("--{name}")))
+                }
                 (Value::Flag, None) => None,
                 (_, Some(v)) => Some(v.to_string()),
                 (_, None) => {
@@ -461,8 +565,12 @@ fn option_word_glob(word: &Word) -> Option<char> {
 
 /// A word starting with a single `-`: a bundle of flag letters with an optional
 /// `e<caps>` tail, or `-B<n>` / `-@<n>` as their own word (spec §3).
-fn parse_short_word(inv: &mut ServerInvocation, text: &str, bundle: &str) -> Result<(), ParseError> {
-    let mut letters = bundle.char_indices();
+fn parse_short_word(
+    inv: &mut ServerInvocation,
+    text: &str,
+    bundle: &str,
+) -> Result<(), ParseError> {
+    let letters = bundle.char_indices();
     let Some((_, first)) = letters.clone().next() else {
         return Err(ParseError::Unknown(text.to_string()));
     };
@@ -475,7 +583,7 @@ fn parse_short_word(inv: &mut ServerInvocation, text: &str, bundle: &str) -> Res
         check_value(spec, value)?;
         return push_option(inv, spec, Some(value.to_string()));
     }
-    while let Some((i, c)) = letters.next() {
+    for (i, c) in letters {
         if c == 'e' {
             let caps = &bundle[i + 1..];
             if inv.caps.is_some() || !valid_caps(caps) {
@@ -527,8 +635,16 @@ fn valid_caps(caps: &str) -> bool {
 }
 
 /// At most 20 basis directories (rsync's own limit), every other valued option once.
-fn push_option(inv: &mut ServerInvocation, spec: &'static OptSpec, value: Option<String>) -> Result<(), ParseError> {
-    let count = inv.options.iter().filter(|o| std::ptr::eq(o.spec, spec)).count();
+fn push_option(
+    inv: &mut ServerInvocation,
+    spec: &'static OptSpec,
+    value: Option<String>,
+) -> Result<(), ParseError> {
+    let count = inv
+        .options
+        .iter()
+        .filter(|o| std::ptr::eq(o.spec, spec))
+        .count();
     let limit = match spec.long {
         "compare-dest" | "copy-dest" | "link-dest" => 20,
         _ if spec.value == Value::Flag => 10, // repeats like --append --append are meaningful
@@ -548,35 +664,59 @@ fn check_value(spec: &OptSpec, v: &str) -> Result<(), ParseError> {
         Value::Uint => parse_int(v, false),
         Value::Size => valid_size(v),
         Value::Charset => {
-            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:+-".contains(&b))
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:+-".contains(&b))
         }
         Value::Choice(names) => {
             let parts: Vec<&str> = v.split(',').collect();
             parts.len() <= 2 && parts.iter().all(|p| names.contains(p))
         }
         Value::Literal(values) => values.contains(&v),
-        Value::InfoWords => !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b','),
+        Value::InfoWords => {
+            !v.is_empty()
+                && v.len() <= 256
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b',')
+        }
         Value::Suffix => !v.contains('/') && v.len() <= 255,
         Value::Map => !v.is_empty() && v.len() <= 1024,
-        Value::SuffixList => v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.-_".contains(&b)),
+        Value::SuffixList => {
+            v.len() <= 1024
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/.-_".contains(&b))
+        }
         Value::Path(_) => !v.is_empty(),
     };
     if ok {
         Ok(())
     } else {
-        Err(ParseError::BadValue(format!("--{}", spec.long), v.to_string()))
+        Err(ParseError::BadValue(
+            format!("--{}", spec.long),
+            v.to_string(),
+        ))
     }
 }
 
 fn parse_int(v: &str, negative_ok: bool) -> bool {
-    let digits = if negative_ok { v.strip_prefix('-').unwrap_or(v) } else { v };
+    let digits = if negative_ok {
+        v.strip_prefix('-').unwrap_or(v)
+    } else {
+        v
+    };
     !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `123`, `1.5k`, `2G`, `10MB`, `1K+1` (rsync's size syntax, normalised by clients to digits).
 fn valid_size(v: &str) -> bool {
-    let v = v.strip_suffix("+1").or_else(|| v.strip_suffix("-1")).unwrap_or(v);
-    let number_len = v.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+    let v = v
+        .strip_suffix("+1")
+        .or_else(|| v.strip_suffix("-1"))
+        .unwrap_or(v);
+    let number_len = v
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
     let (number, unit) = v.split_at(number_len);
     let unit = unit.to_ascii_lowercase();
     !number.is_empty()
@@ -584,7 +724,22 @@ fn valid_size(v: &str) -> bool {
         && number.matches('.').count() <= 1
         && matches!(
             unit.as_str(),
-            "" | "b" | "k" | "m" | "g" | "t" | "p" | "kb" | "mb" | "gb" | "tb" | "pb" | "kib" | "mib" | "gib" | "tib" | "pib"
+            "" | "b"
+                | "k"
+                | "m"
+                | "g"
+                | "t"
+                | "p"
+                | "kb"
+                | "mb"
+                | "gb"
+                | "tb"
+                | "pb"
+                | "kib"
+                | "mib"
+                | "gib"
+                | "tib"
+                | "pib"
         )
 }
 
@@ -655,8 +810,14 @@ mod tests {
         let t = transfer("rsync --server -vlogDtpre.iLsfxCIvu . dest/");
         assert_eq!(t.flags.iter().collect::<String>(), "vlogDtpr");
         assert_eq!(t.caps.as_deref(), Some(".iLsfxCIvu"));
-        assert!(!t.has_flag('L'), "an L after e is a capability, not --copy-links");
-        assert!(!t.has_flag('s'), "an s after e is a capability, not secluded args");
+        assert!(
+            !t.has_flag('L'),
+            "an L after e is a capability, not --copy-links"
+        );
+        assert!(
+            !t.has_flag('s'),
+            "an s after e is a capability, not secluded args"
+        );
     }
 
     #[rstest]
@@ -701,19 +862,31 @@ mod tests {
 
     #[test]
     fn counts_and_limits() {
-        let twenty = (0..20).map(|i| format!("--link-dest=d{i}")).collect::<Vec<_>>().join(" ");
+        let twenty = (0..20)
+            .map(|i| format!("--link-dest=d{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(parse_str(&format!("rsync --server -r {twenty} . dest/")).is_ok());
         assert!(matches!(
             parse_str(&format!("rsync --server -r {twenty} --link-dest=x . dest/")),
             Err(ParseError::TooMany(..))
         ));
-        assert!(matches!(parse_str("rsync --server --timeout=1 --timeout=2 . d/"), Err(ParseError::TooMany(..))));
-        assert!(matches!(parse_str("rsync --server . a b"), Err(ParseError::TooManyPaths(2))));
+        assert!(matches!(
+            parse_str("rsync --server --timeout=1 --timeout=2 . d/"),
+            Err(ParseError::TooMany(..))
+        ));
+        assert!(matches!(
+            parse_str("rsync --server . a b"),
+            Err(ParseError::TooManyPaths(2))
+        ));
         assert!(matches!(
             parse_str("rsync --server --sender --files-from=- . a b"),
             Err(ParseError::FilesFromPaths(2))
         ));
-        assert_eq!(parse_str("rsync --server --daemon ."), Ok(Invocation::Daemon));
+        assert_eq!(
+            parse_str("rsync --server --daemon ."),
+            Ok(Invocation::Daemon)
+        );
     }
 
     #[rstest]

@@ -119,7 +119,12 @@ pub fn current_uid() -> u32 {
 /// execs anything afterwards.
 pub fn assume_fs_identity(account: &Account) -> Result<(), SysError> {
     let gids: Vec<Gid> = std::iter::once(account.gid)
-        .chain(account.groups.iter().filter_map(|name| Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())))
+        .chain(account.groups.iter().filter_map(|name| {
+            Group::from_name(name)
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
+        }))
         .map(Gid::from_raw)
         .collect();
     nix::unistd::setgroups(&gids).map_err(|e| SysError::Io("setgroups".into(), e))?;
@@ -142,7 +147,11 @@ pub enum Kind {
 
 /// Open a directory the administrator named (root): follows the admin's own symlinks.
 pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
-    fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+    fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 /// Open `rel` beneath `dir` without ever leaving it: `..` and symlinks are resolved by
@@ -150,7 +159,11 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
 /// /proc magic links are refused. Falls back to a component walk that refuses every
 /// symlink when the kernel has no openat2.
 pub fn open_beneath(dir: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -162,7 +175,12 @@ pub fn open_beneath(dir: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
 
 /// The conservative fallback: one component at a time with O_NOFOLLOW; `..` refused.
 fn open_beneath_walk(dir: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
-    let mut current = fcntl::openat(dir.as_fd(), ".", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut current = fcntl::openat(
+        dir.as_fd(),
+        ".",
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
     for comp in rel.components() {
         match comp {
             std::path::Component::Normal(name) => {
@@ -219,8 +237,12 @@ pub fn list_dir(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
 /// Take an exclusive lock on root, waiting at most `timeout` (design §3a Locking).
 /// The returned descriptor keeps the lock; rsync inherits it.
 pub fn lock_root(root: &Path, timeout: Duration) -> Result<OwnedFd, SysError> {
-    let fd = fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| SysError::Io(root.display().to_string(), e))?;
+    let fd = fcntl::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SysError::Io(root.display().to_string(), e))?;
     let start = Instant::now();
     loop {
         // SAFETY: flock(2) on a descriptor we own and keep open; no memory is involved.
@@ -231,7 +253,9 @@ pub fn lock_root(root: &Path, timeout: Duration) -> Result<OwnedFd, SysError> {
             Err(Errno::EWOULDBLOCK) | Err(Errno::EINTR) if start.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(Errno::EWOULDBLOCK) => return Err(SysError::LockTimeout(root.to_path_buf(), timeout.as_secs())),
+            Err(Errno::EWOULDBLOCK) => {
+                return Err(SysError::LockTimeout(root.to_path_buf(), timeout.as_secs()))
+            }
             Err(e) => return Err(SysError::Io(format!("lock {}", root.display()), e)),
         }
     }
@@ -258,7 +282,8 @@ fn cstring(s: &[u8]) -> Result<CString, Errno> {
 pub fn exec(image: &ExecImage, confine: impl FnOnce() -> Result<(), String>) -> SysError {
     let program = image.program.display().to_string();
     let fail = |e: Errno| SysError::Exec(program.clone(), e);
-    let argv: Result<Vec<CString>, Errno> = image.argv.iter().map(|a| cstring(a.as_bytes())).collect();
+    let argv: Result<Vec<CString>, Errno> =
+        image.argv.iter().map(|a| cstring(a.as_bytes())).collect();
     let env: Result<Vec<CString>, Errno> = image
         .env
         .iter()
@@ -275,7 +300,14 @@ pub fn exec(image: &ExecImage, confine: impl FnOnce() -> Result<(), String>) -> 
     // SAFETY: close_range only changes descriptor flags of this process; with
     // CLOSE_RANGE_CLOEXEC nothing is closed before execve, so no Rust object is left
     // holding a dangling descriptor if exec fails.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if rc != 0 {
         mark_cloexec_fallback();
     }
@@ -388,10 +420,15 @@ fn read_proc_io(pid: i32) -> Option<(u64, u64)> {
 /// Uid and mode of a path's own inode (not following a final symlink).
 pub fn owner_and_mode(path: &Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| (m.uid(), m.mode()))
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.uid(), m.mode()))
 }
 
 /// Name of a gid (for messages).
 pub fn group_name(gid: u32) -> Option<String> {
-    Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
+    Group::from_gid(Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
 }

@@ -49,7 +49,10 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::a1_tab("rsync --server -logDtpre.iLsfxCIvu .\tdest/", "TAB")]
 #[case::a1_unbalanced_quote("rsync --server -logDtpre.iLsfxCIvu . 'dest", "unterminated")]
 #[case::a1_double_space("rsync  --server -logDtpre.iLsfxCIvu . dest/", "extra blank")]
-#[case::a1_empty_word("rsync --server -logDtpre.iLsfxCIvu --temp-dir '' . dest/", "empty word")]
+#[case::a1_empty_word(
+    "rsync --server -logDtpre.iLsfxCIvu --temp-dir '' . dest/",
+    "empty word"
+)]
 // A2 wrong program
 #[case::a2_uploaded_rsync("/tmp/rsync --server -logDtpre.iLsfxCIvu . dest/", "only rsync")]
 #[case::a2_relative_rsync("./rsync --server -logDtpre.iLsfxCIvu . dest/", "only rsync")]
@@ -67,7 +70,10 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::a3_daemon_listen("rsync --daemon --config=/tmp/x --port=8873", "client mode")]
 #[case::a4_option_before_server("rsync -r --server -logDtpre.iLsfxCIvu . dest/", "client mode")]
 #[case::a4_caps_before_server("rsync -e.iLsfxCIvu --server . dest/", "client mode")]
-#[case::x1_suffix_swallows_server("rsync --suffix --server -e /home/u/x.sh h:a /tmp/b", "client mode")]
+#[case::x1_suffix_swallows_server(
+    "rsync --suffix --server -e /home/u/x.sh h:a /tmp/b",
+    "client mode"
+)]
 #[case::x1_temp_dir_swallows_server("rsync -T --server -e /home/u/x.sh h:a /tmp/b", "client mode")]
 #[case::a4_abbreviated_server("rsync --serv --sender -logDtpre.iLsfxCIvu . data/", "client mode")]
 // A5 daemon mode with a client config
@@ -75,15 +81,27 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::a5_dparam("rsync --server --daemon --dparam=pre-xfer\\ exec=/x .", "exactly")]
 #[case::a5_daemon_not_third("rsync --server -logDtpre.iLsfxCIvu --daemon . dest/", "--daemon")]
 #[case::a5_config_in_transfer("rsync --server -logDtpre.iLsfxCIvu --config=/x . dest/", "--config")]
-#[case::a5_rsync_path_config("rsync --config=/home/u/rsyncd.conf --server --daemon .", "client mode")]
+#[case::a5_rsync_path_config(
+    "rsync --config=/home/u/rsyncd.conf --server --daemon .",
+    "client mode"
+)]
 // A6 secluded args
 #[case::a6_bundle_s("rsync --server -slogDtpre.iLsfxCIvu", "-s")]
 #[case::a6_bundle_s_later("rsync --server --sender -vslogDtpre.iLsfxCIvu", "-s")]
-#[case::a6_secluded_long("rsync --server --secluded-args -logDtpre.iLsfxCIvu . dest/", "secluded")]
+#[case::a6_secluded_long(
+    "rsync --server --secluded-args -logDtpre.iLsfxCIvu . dest/",
+    "secluded"
+)]
 #[case::a6_protect_args("rsync --server --protect-args . dest/", "secluded")]
 // A7/A8 options after the dot, client `--`
-#[case::a7_option_after_dot("rsync --server -logDtpre.iLsfxCIvu . dest/ --log-file=/x", "starts with `-`")]
-#[case::a7_pull_option_after_paths("rsync --server --sender -logDtpre.iLsfxCIvu . data/ --log-file=/x", "starts with `-`")]
+#[case::a7_option_after_dot(
+    "rsync --server -logDtpre.iLsfxCIvu . dest/ --log-file=/x",
+    "starts with `-`"
+)]
+#[case::a7_pull_option_after_paths(
+    "rsync --server --sender -logDtpre.iLsfxCIvu . data/ --log-file=/x",
+    "starts with `-`"
+)]
 #[case::a8_double_dash("rsync --server -logDtpre.iLsfxCIvu -- . dest/", "`--`")]
 #[case::a8_cve_2012_2251("rsync --server -e.x . -- --rsh=x", "starts with `-`")]
 // A9 the dot slot
@@ -104,71 +122,200 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::a10_unknown_letter("rsync --server -logDtpraze.iLsfxCIvu . dest/", "-a")]
 #[case::a10_capital_p("rsync --server -Pe.iLsfxCIvu . dest/", "-P")]
 // A11 value forms
-#[case::a11_log_file_two_words("rsync --server -logDtpre.iLsfxCIvu --log-file /x . dest/", "--log-file")]
-#[case::a11_temp_dir_equals_outside("rsync --server -logDtpre.iLsfxCIvu --temp-dir=../../x . dest/", "outside root")]
-#[case::a11_flag_with_value("rsync --server -logDtpre.iLsfxCIvu --delete=x . dest/", "takes no value")]
+#[case::a11_log_file_two_words(
+    "rsync --server -logDtpre.iLsfxCIvu --log-file /x . dest/",
+    "--log-file"
+)]
+#[case::a11_temp_dir_equals_outside(
+    "rsync --server -logDtpre.iLsfxCIvu --temp-dir=../../x . dest/",
+    "outside root"
+)]
+#[case::a11_flag_with_value(
+    "rsync --server -logDtpre.iLsfxCIvu --delete=x . dest/",
+    "takes no value"
+)]
 #[case::a11_missing_value("rsync --server -logDtpre.iLsfxCIvu --timeout", "needs a value")]
 #[case::a11_bad_int("rsync --server -logDtpre.iLsfxCIvu --timeout=1x . dest/", "bad value")]
-#[case::a11_log_format_free("rsync --server -logDtpre.iLsfxCIvu --log-format=%n%L . dest/", "bad value")]
+#[case::a11_log_format_free(
+    "rsync --server -logDtpre.iLsfxCIvu --log-format=%n%L . dest/",
+    "bad value"
+)]
 // A12 abbreviations and aliases
-#[case::a12_log_f("rsync --server -logDtpre.iLsfxCIvu --log-f=/x . dest/", "unknown option --log-f")]
-#[case::a12_del_alias("rsync --server -logDtpre.iLsfxCIvu --del . dest/", "unknown option --del")]
-#[case::a12_out_format("rsync --server -logDtpre.iLsfxCIvu --out-format=%n . dest/", "unknown option")]
+#[case::a12_log_f(
+    "rsync --server -logDtpre.iLsfxCIvu --log-f=/x . dest/",
+    "unknown option --log-f"
+)]
+#[case::a12_del_alias(
+    "rsync --server -logDtpre.iLsfxCIvu --del . dest/",
+    "unknown option --del"
+)]
+#[case::a12_out_format(
+    "rsync --server -logDtpre.iLsfxCIvu --out-format=%n . dest/",
+    "unknown option"
+)]
 #[case::a12_single_dash_long("rsync --server -log-file=/x . dest/", "-")]
 // A13 --sender placement
 #[case::a13_sender_late("rsync --server -logDtpre.iLsfxCIvu --sender . data/", "third word")]
 #[case::a13_server_twice("rsync --server --server . dest/", "second word")]
 // A14 log files
-#[case::a14_log_file("rsync --server -logDtpre.iLsfxCIvu --log-file=.bashrc . dest/", "--log-file")]
-#[case::a14_log_file_format("rsync --server -logDtpre.iLsfxCIvu --log-file-format=%n . dest/", "--log-file-format")]
+#[case::a14_log_file(
+    "rsync --server -logDtpre.iLsfxCIvu --log-file=.bashrc . dest/",
+    "--log-file"
+)]
+#[case::a14_log_file_format(
+    "rsync --server -logDtpre.iLsfxCIvu --log-file-format=%n . dest/",
+    "--log-file-format"
+)]
 // A15 files-from outside
-#[case::a15_files_from_outside("rsync --server --sender -logDtpRe.LsfxCIvu --files-from ../../etc/shadow . data/", "outside root")]
+#[case::a15_files_from_outside(
+    "rsync --server --sender -logDtpRe.LsfxCIvu --files-from ../../etc/shadow . data/",
+    "outside root"
+)]
 // A16 rule files
-#[case::a16_exclude_from("rsync --server -logDtpre.iLsfxCIvu --exclude-from=/etc/shadow . dest/", "rule files")]
-#[case::a16_include_from("rsync --server -logDtpre.iLsfxCIvu --include-from=/etc/shadow . dest/", "rule files")]
-#[case::a16_filter("rsync --server -logDtpre.iLsfxCIvu --filter=merge\\ /etc/shadow . dest/", "rule files")]
+#[case::a16_exclude_from(
+    "rsync --server -logDtpre.iLsfxCIvu --exclude-from=/etc/shadow . dest/",
+    "rule files"
+)]
+#[case::a16_include_from(
+    "rsync --server -logDtpre.iLsfxCIvu --include-from=/etc/shadow . dest/",
+    "rule files"
+)]
+#[case::a16_filter(
+    "rsync --server -logDtpre.iLsfxCIvu --filter=merge\\ /etc/shadow . dest/",
+    "rule files"
+)]
 #[case::a16_capital_f("rsync --server -FlogDtpre.iLsfxCIvu . dest/", "-F")]
-#[case::a16_confine_root_from_client("rsync --server -logDtpre.iLsfxCIvu --confine-root=/ . dest/", "rshell itself")]
-#[case::a16_debug_filter("rsync --server --sender -logDtpre.iLsfxCIvu --debug=FILTER4 . data/", "--debug")]
+#[case::a16_confine_root_from_client(
+    "rsync --server -logDtpre.iLsfxCIvu --confine-root=/ . dest/",
+    "rshell itself"
+)]
+#[case::a16_debug_filter(
+    "rsync --server --sender -logDtpre.iLsfxCIvu --debug=FILTER4 . data/",
+    "--debug"
+)]
 // A17 path escapes
-#[case::a17_dotdot_pull("rsync --server --sender -logDtpre.iLsfxCIvu . ../../../../etc/passwd", "outside root")]
-#[case::a17_dotdot_push("rsync --server -logDtpre.iLsfxCIvu . ../../../../tmp/x", "outside root")]
-#[case::a17_tilde_user("rsync --server --sender -logDtpre.iLsfxCIvu . ~root/.ssh/id_rsa", "~user")]
-#[case::a17_dotdot_missing_dir("rsync --server -logDtpre.iLsfxCIvu . missing/../../../x", "outside root")]
+#[case::a17_dotdot_pull(
+    "rsync --server --sender -logDtpre.iLsfxCIvu . ../../../../etc/passwd",
+    "outside root"
+)]
+#[case::a17_dotdot_push(
+    "rsync --server -logDtpre.iLsfxCIvu . ../../../../tmp/x",
+    "outside root"
+)]
+#[case::a17_tilde_user(
+    "rsync --server --sender -logDtpre.iLsfxCIvu . ~root/.ssh/id_rsa",
+    "~user"
+)]
+#[case::a17_dotdot_missing_dir(
+    "rsync --server -logDtpre.iLsfxCIvu . missing/../../../x",
+    "outside root"
+)]
 // A18 auxiliary directories outside
-#[case::a18_backup_dir("rsync --server -blogDtpre.iLsfxCIvu --backup-dir ../../../../home/alice/.ssh . dest/", "outside root")]
-#[case::a18_partial_dir_dotdot("rsync --server -logDtpre.iLsfxCIvu --partial-dir ../x . dest/", "`..`")]
-#[case::a18_link_dest("rsync --server -logDtpre.iLsfxCIvu --link-dest=../../../etc . dest/", "outside root")]
-#[case::a18_compare_dest("rsync --server -logDtpre.iLsfxCIvu --compare-dest=../../../etc . dest/", "outside root")]
-#[case::a18_copy_dest("rsync --server -logDtpre.iLsfxCIvu --copy-dest=../../../etc . dest/", "outside root")]
-#[case::a18_temp_dir("rsync --server -logDtpre.iLsfxCIvu --temp-dir ../../../tmp . dest/", "outside root")]
-#[case::a18_write_batch("rsync --server -logDtpre.iLsfxCIvu --write-batch=/tmp/x . dest/", "--write-batch")]
-#[case::a18_only_write_batch_path("rsync --server -logDtpre.iLsfxCIvu --only-write-batch=/tmp/x . dest/", "bad value")]
+#[case::a18_backup_dir(
+    "rsync --server -blogDtpre.iLsfxCIvu --backup-dir ../../../../home/alice/.ssh . dest/",
+    "outside root"
+)]
+#[case::a18_partial_dir_dotdot(
+    "rsync --server -logDtpre.iLsfxCIvu --partial-dir ../x . dest/",
+    "`..`"
+)]
+#[case::a18_link_dest(
+    "rsync --server -logDtpre.iLsfxCIvu --link-dest=../../../etc . dest/",
+    "outside root"
+)]
+#[case::a18_compare_dest(
+    "rsync --server -logDtpre.iLsfxCIvu --compare-dest=../../../etc . dest/",
+    "outside root"
+)]
+#[case::a18_copy_dest(
+    "rsync --server -logDtpre.iLsfxCIvu --copy-dest=../../../etc . dest/",
+    "outside root"
+)]
+#[case::a18_temp_dir(
+    "rsync --server -logDtpre.iLsfxCIvu --temp-dir ../../../tmp . dest/",
+    "outside root"
+)]
+#[case::a18_write_batch(
+    "rsync --server -logDtpre.iLsfxCIvu --write-batch=/tmp/x . dest/",
+    "--write-batch"
+)]
+#[case::a18_only_write_batch_path(
+    "rsync --server -logDtpre.iLsfxCIvu --only-write-batch=/tmp/x . dest/",
+    "bad value"
+)]
 // A19 symlink following
 #[case::a19_copy_links("rsync --server --sender -LlogDtpre.iLsfxCIvu . data/", "-L")]
 #[case::a19_copy_dirlinks("rsync --server --sender -klogDtpre.iLsfxCIvu . data/", "-k")]
 #[case::a19_keep_dirlinks("rsync --server -KlogDtpre.iLsfxCIvu . dest/", "-K")]
 #[case::a19_copy_links_long("rsync --server --sender --copy-links . data/", "--copy-links")]
-#[case::a19_copy_unsafe("rsync --server --sender -logDtpre.iLsfxCIvu --copy-unsafe-links . data/", "--copy-unsafe-links")]
-#[case::a19_insecure("rsync --server --sender -logDtpre.iLsfxCIvu --insecure-links . data/", "--insecure-links")]
-#[case::a19_no_munge("rsync --server -logDtpre.iLsfxCIvu --no-munge-links . dest/", "--no-munge-links")]
+#[case::a19_copy_unsafe(
+    "rsync --server --sender -logDtpre.iLsfxCIvu --copy-unsafe-links . data/",
+    "--copy-unsafe-links"
+)]
+#[case::a19_insecure(
+    "rsync --server --sender -logDtpre.iLsfxCIvu --insecure-links . data/",
+    "--insecure-links"
+)]
+#[case::a19_no_munge(
+    "rsync --server -logDtpre.iLsfxCIvu --no-munge-links . dest/",
+    "--no-munge-links"
+)]
 // A20 devices
-#[case::a20_write_devices("rsync --server -logDtpre.iLsfxCIvu --write-devices . dest/", "--write-devices")]
-#[case::a20_copy_devices("rsync --server --sender -logDtpre.iLsfxCIvu --copy-devices . data/", "--copy-devices")]
-#[case::a20_no_drop_d("rsync --server -logDtpre.iLsfxCIvu --no-drop-D . dest/", "--no-drop-D")]
+#[case::a20_write_devices(
+    "rsync --server -logDtpre.iLsfxCIvu --write-devices . dest/",
+    "--write-devices"
+)]
+#[case::a20_copy_devices(
+    "rsync --server --sender -logDtpre.iLsfxCIvu --copy-devices . data/",
+    "--copy-devices"
+)]
+#[case::a20_no_drop_d(
+    "rsync --server -logDtpre.iLsfxCIvu --no-drop-D . dest/",
+    "--no-drop-D"
+)]
 // A21 privilege
-#[case::a21_copy_as("rsync --server -logDtpre.iLsfxCIvu --copy-as=root . dest/", "--copy-as")]
-#[case::a21_trust_sender("rsync --server --sender -logDtpre.iLsfxCIvu --trust-sender . data/", "--trust-sender")]
+#[case::a21_copy_as(
+    "rsync --server -logDtpre.iLsfxCIvu --copy-as=root . dest/",
+    "--copy-as"
+)]
+#[case::a21_trust_sender(
+    "rsync --server --sender -logDtpre.iLsfxCIvu --trust-sender . data/",
+    "--trust-sender"
+)]
 // A23 misc knobs
-#[case::a23_protocol("rsync --server -logDtpre.iLsfxCIvu --protocol=20 . dest/", "--protocol")]
-#[case::a23_compress_threads("rsync --server -logDtpre.iLsfxCIvu --compress-threads=100000 . dest/", "--compress-threads")]
-#[case::a23_iconv_injection("rsync --server -logDtpre.iLsfxCIvu --iconv=../../x . dest/", "bad value")]
-#[case::a23_stop_after("rsync --server -logDtpre.iLsfxCIvu --stop-after=1 . dest/", "--stop-after")]
+#[case::a23_protocol(
+    "rsync --server -logDtpre.iLsfxCIvu --protocol=20 . dest/",
+    "--protocol"
+)]
+#[case::a23_compress_threads(
+    "rsync --server -logDtpre.iLsfxCIvu --compress-threads=100000 . dest/",
+    "--compress-threads"
+)]
+#[case::a23_iconv_injection(
+    "rsync --server -logDtpre.iLsfxCIvu --iconv=../../x . dest/",
+    "bad value"
+)]
+#[case::a23_stop_after(
+    "rsync --server -logDtpre.iLsfxCIvu --stop-after=1 . dest/",
+    "--stop-after"
+)]
 // A24/A3 client-only options that run programs
-#[case::cve_2004_1161_rsh("rsync --server -logDtpre.iLsfxCIvu --rsh=/home/u/x.sh . dest/", "--rsh")]
-#[case::cve_2012_2252_rsh_two_words("rsync --server -logDtpre.iLsfxCIvu --rsh /home/u/x.sh . dest/", "--rsh")]
-#[case::rsync_path("rsync --server -logDtpre.iLsfxCIvu --rsync-path=/x . dest/", "--rsync-path")]
-#[case::remote_option("rsync --server -logDtpre.iLsfxCIvu --remote-option=--log-file=/x . dest/", "--remote-option")]
+#[case::cve_2004_1161_rsh(
+    "rsync --server -logDtpre.iLsfxCIvu --rsh=/home/u/x.sh . dest/",
+    "--rsh"
+)]
+#[case::cve_2012_2252_rsh_two_words(
+    "rsync --server -logDtpre.iLsfxCIvu --rsh /home/u/x.sh . dest/",
+    "--rsh"
+)]
+#[case::rsync_path(
+    "rsync --server -logDtpre.iLsfxCIvu --rsync-path=/x . dest/",
+    "--rsync-path"
+)]
+#[case::remote_option(
+    "rsync --server -logDtpre.iLsfxCIvu --remote-option=--log-file=/x . dest/",
+    "--remote-option"
+)]
 #[case::scponly_6e("rsync -6e /home/u/x.sh h:a b", "client mode")]
 #[case::scponly_ve("rsync -ve/home/u/x.sh h:a b", "client mode")]
 #[case::cve_2004_1628_format_string("scp -f %n%n%n%n", "only rsync")]
@@ -177,12 +324,18 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::lshell_2016_6902("echo && 'bash'", "'&'")]
 #[case::lshell_151_function("echo () bash && echo", "'('")]
 // A26/A27 globs, tildes and quoting
-#[case::a27_quoted_option_glob("rsync --server -logDtpre.iLsfxCIvu --usermap=*:root . dest/", "unquoted")]
+#[case::a27_quoted_option_glob(
+    "rsync --server -logDtpre.iLsfxCIvu --usermap=*:root . dest/",
+    "unquoted"
+)]
 #[case::a27_quotes_hide_semicolon("rsync --server -logDtpre.iLsfxCIvu . \"a\";id", "';'")]
 fn attack_is_denied(#[case] command: &str, #[case] reason_fragment: &str) {
     let world = World::new("attack");
     let reason = denied(&world, REFERENCE, command);
-    assert!(reason.contains(reason_fragment), "{command:?}: reason {reason:?} lacks {reason_fragment:?}");
+    assert!(
+        reason.contains(reason_fragment),
+        "{command:?}: reason {reason:?} lacks {reason_fragment:?}"
+    );
 }
 
 #[test]
@@ -191,19 +344,62 @@ fn a17_uploaded_symlink_out_of_root_is_refused_but_an_inside_one_works() {
     std::os::unix::fs::symlink("/etc", world.root.join("esc")).unwrap();
     std::os::unix::fs::symlink("data", world.root.join("inside")).unwrap();
     std::os::unix::fs::symlink("../../..", world.root.join("data/up")).unwrap();
-    assert!(denied(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . esc/passwd").contains("outside root"));
-    assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu . esc/sub/").contains("outside root"));
-    assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --link-dest=../esc . dest/").contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpre.iLsfxCIvu . esc/passwd"
+    )
+    .contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpre.iLsfxCIvu . esc/sub/"
+    )
+    .contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpre.iLsfxCIvu --link-dest=../esc . dest/"
+    )
+    .contains("outside root"));
     // The same through a destination that does not exist yet (`new/..` cancels lexically,
     // then the kernel resolves what remains).
-    assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --link-dest=../esc . newsnap/").contains("outside root"));
-    assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --link-dest=../../esc . a/b/").contains("outside root"));
-    assert!(denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --backup-dir=../data/up/x . dest/").contains("outside root"));
-    assert!(denied(&world, REFERENCE, "rsync --server --sender -logDtpRe.LsfxCIvu --files-from=esc/shadow . data/").contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpre.iLsfxCIvu --link-dest=../esc . newsnap/"
+    )
+    .contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpre.iLsfxCIvu --link-dest=../../esc . a/b/"
+    )
+    .contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpre.iLsfxCIvu --backup-dir=../data/up/x . dest/"
+    )
+    .contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpRe.LsfxCIvu --files-from=esc/shadow . data/"
+    )
+    .contains("outside root"));
     // The twin: a symlink that stays inside root is followed by the kernel, beneath root.
-    allowed(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . inside/a.txt");
+    allowed(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpre.iLsfxCIvu . inside/a.txt",
+    );
     // Absolute paths are anchored at root: /etc/passwd means ROOT/etc/passwd.
-    let argv = allowed(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/passwd");
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/passwd",
+    );
     assert_eq!(argv.last().unwrap(), "etc/passwd");
 }
 
@@ -214,16 +410,42 @@ fn allowed_commands_are_rebuilt_with_forced_options_last_and_our_own_double_dash
     let argv = allowed(&world, REFERENCE, PUSH);
     assert_eq!(
         argv,
-        vec!["/usr/bin/rsync", "--server", "-logDtpre.iLsfxCIvu", "--drop-D", &format!("--confine-root={root}"), "--", ".", "dest/"]
+        vec![
+            "/usr/bin/rsync",
+            "--server",
+            "-logDtpre.iLsfxCIvu",
+            "--drop-D",
+            &format!("--confine-root={root}"),
+            "--",
+            ".",
+            "dest/"
+        ]
     );
     let argv = allowed(&world, REFERENCE, PULL);
     assert_eq!(argv[..3], ["/usr/bin/rsync", "--server", "--sender"]);
-    assert!(!argv.contains(&"--drop-D".to_string()), "a sender needs no --drop-D");
+    assert!(
+        !argv.contains(&"--drop-D".to_string()),
+        "a sender needs no --drop-D"
+    );
     // Two-word values become canonical `--opt=value`; absolute ones are anchored at root.
-    let argv = allowed(&world, REFERENCE, "rsync --server -blogDtpre.iLsfxCIvu --backup-dir /old . dest/");
-    assert!(argv.contains(&format!("--backup-dir={root}/old")), "{argv:?}");
-    let argv = allowed(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu --link-dest ../prev . snap/new/");
-    assert!(argv.contains(&"--link-dest=../prev".to_string()), "{argv:?}");
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        "rsync --server -blogDtpre.iLsfxCIvu --backup-dir /old . dest/",
+    );
+    assert!(
+        argv.contains(&format!("--backup-dir={root}/old")),
+        "{argv:?}"
+    );
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpre.iLsfxCIvu --link-dest ../prev . snap/new/",
+    );
+    assert!(
+        argv.contains(&"--link-dest=../prev".to_string()),
+        "{argv:?}"
+    );
     // BackupPC's long spellings are accepted and kept canonical.
     allowed(&world, REFERENCE, "/usr/bin/rsync --server --numeric-ids --perms --owner --group -D --links --hard-links --times --block-size=2048 --recursive . dest/");
     // The configured path is accepted as the program word, another path is not.
@@ -231,22 +453,46 @@ fn allowed_commands_are_rebuilt_with_forced_options_last_and_our_own_double_dash
     // rssh's famous refusal: rsync 3's capability string must work.
     allowed(&world, REFERENCE, "rsync --server -logDtpre.iLsfx . dest/");
     allowed(&world, REFERENCE, "rsync --server -e.LsfxCIvu . dest/");
-    allowed(&world, REFERENCE, "rsync --server -vlogDtpre31.14iLsfxCIvu . dest/");
-    allowed(&world, REFERENCE, "rsync --server -logDtpr -B8192 -@-1 . dest/");
+    allowed(
+        &world,
+        REFERENCE,
+        "rsync --server -vlogDtpre31.14iLsfxCIvu . dest/",
+    );
+    allowed(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpr -B8192 -@-1 . dest/",
+    );
 }
 
 #[test]
 fn forced_options_cannot_be_undone_by_the_client() {
     let world = World::new("forced");
     let p = "version = 1\n[defaults]\nroot = \"ROOT\"\nmunge_links = true\nfake_super = true\noverwrite = false\n";
-    let argv = allowed(&world, p, "rsync --server -logDtpre.iLsfxCIvu --munge-links . dest/");
+    let argv = allowed(
+        &world,
+        p,
+        "rsync --server -logDtpre.iLsfxCIvu --munge-links . dest/",
+    );
     let dd = argv.iter().position(|a| a == "--").unwrap();
-    for forced in ["--munge-links", "--fake-super", "--drop-D", "--ignore-existing"] {
-        let at = argv.iter().position(|a| a == forced).unwrap_or_else(|| panic!("{forced} in {argv:?}"));
+    for forced in [
+        "--munge-links",
+        "--fake-super",
+        "--drop-D",
+        "--ignore-existing",
+    ] {
+        let at = argv
+            .iter()
+            .position(|a| a == forced)
+            .unwrap_or_else(|| panic!("{forced} in {argv:?}"));
         assert!(at < dd);
         assert_eq!(argv.iter().filter(|a| *a == forced).count(), 1, "{argv:?}");
     }
-    denied(&world, p, "rsync --server -logDtpre.iLsfxCIvu --no-munge-links . dest/");
+    denied(
+        &world,
+        p,
+        "rsync --server -logDtpre.iLsfxCIvu --no-munge-links . dest/",
+    );
 }
 
 #[test]
@@ -254,17 +500,37 @@ fn globs_expand_inside_root_and_escaped_ones_stay_literal() {
     let world = World::new("glob");
     std::fs::write(world.root.join("data/b.txt"), "b").unwrap();
     std::fs::write(world.root.join("data/.hidden.txt"), "h").unwrap();
-    let argv = allowed(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . data/*.txt");
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpre.iLsfxCIvu . data/*.txt",
+    );
     let dd = argv.iter().position(|a| a == ".").unwrap();
     assert_eq!(argv[dd + 1..], ["data/a.txt", "data/b.txt"]);
-    let argv = allowed(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . data/\\*.txt");
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpre.iLsfxCIvu . data/\\*.txt",
+    );
     assert_eq!(argv.last().unwrap(), "data/*.txt");
-    let argv = allowed(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . nomatch*");
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpre.iLsfxCIvu . nomatch*",
+    );
     assert_eq!(argv.last().unwrap(), "nomatch*");
     // A pattern cannot reach outside: `..` is resolved beneath root after expansion.
-    denied(&world, REFERENCE, "rsync --server --sender -logDtpre.iLsfxCIvu . ../../../e*/passwd");
+    denied(
+        &world,
+        REFERENCE,
+        "rsync --server --sender -logDtpre.iLsfxCIvu . ../../../e*/passwd",
+    );
     // A push pattern that expands to two names is refused (one destination only).
-    denied(&world, REFERENCE, "rsync --server -logDtpre.iLsfxCIvu . data/*.txt");
+    denied(
+        &world,
+        REFERENCE,
+        "rsync --server -logDtpre.iLsfxCIvu . data/*.txt",
+    );
 }
 
 #[test]
@@ -273,9 +539,18 @@ fn given_read_only_then_pull_works_and_push_delete_remove_are_denied() {
     let p = "version = 1\n[defaults]\nroot = \"ROOT\"\naccess = \"read-only\"\n";
     allowed(&world, p, PULL);
     assert!(denied(&world, p, PUSH).contains("read-only"));
-    assert!(denied(&world, p, "rsync --server --sender -logDtpre.iLsfxCIvu --remove-source-files . data/").contains("deletion"));
+    assert!(denied(
+        &world,
+        p,
+        "rsync --server --sender -logDtpre.iLsfxCIvu --remove-source-files . data/"
+    )
+    .contains("deletion"));
     // A13: --sender later in the line cannot turn a push into a read, nor vice versa.
-    denied(&world, p, "rsync --server -logDtpre.iLsfxCIvu --sender . data/");
+    denied(
+        &world,
+        p,
+        "rsync --server -logDtpre.iLsfxCIvu --sender . data/",
+    );
 }
 
 #[test]
@@ -284,8 +559,17 @@ fn given_write_only_then_push_works_and_pull_and_server_file_lists_are_denied() 
     let p = "version = 1\n[defaults]\nroot = \"ROOT\"\naccess = \"write-only\"\n";
     allowed(&world, p, PUSH);
     assert!(denied(&world, p, PULL).contains("write-only"));
-    assert!(denied(&world, p, "rsync --server -logDtpRe.LsfxCIvu --files-from data/a.txt . dest/").contains("write-only"));
-    allowed(&world, p, "rsync --server -logDtpRe.LsfxCIvu --files-from=- --from0 . dest/");
+    assert!(denied(
+        &world,
+        p,
+        "rsync --server -logDtpRe.LsfxCIvu --files-from data/a.txt . dest/"
+    )
+    .contains("write-only"));
+    allowed(
+        &world,
+        p,
+        "rsync --server -logDtpRe.LsfxCIvu --files-from=- --from0 . dest/",
+    );
 }
 
 #[rstest]
@@ -311,11 +595,17 @@ fn given_no_delete_then_every_deleting_option_is_denied(#[case] option: &str) {
 #[test]
 fn given_from_rules_then_only_listed_networks_get_in() {
     let world = World::new("from");
-    let policy = world.policy("version = 1\n[defaults]\nroot = \"ROOT\"\nfrom = [\"10.0.0.0/8\", \"127.0.0.1\"]\n");
+    let policy = world.policy(
+        "version = 1\n[defaults]\nroot = \"ROOT\"\nfrom = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
+    );
     assert!(world.decide_from(&policy, PUSH, Some("10.2.3.4")).is_ok());
     assert!(world.decide_from(&policy, PUSH, Some("127.0.0.1")).is_ok());
-    assert!(matches!(world.decide_from(&policy, PUSH, Some("192.0.2.1")), Err(Failure::Denied(r)) if r.contains("192.0.2.1")));
-    assert!(matches!(world.decide_from(&policy, PUSH, None), Err(Failure::Denied(r)) if r.contains("SSH_CONNECTION")));
+    assert!(
+        matches!(world.decide_from(&policy, PUSH, Some("192.0.2.1")), Err(Failure::Denied(r)) if r.contains("192.0.2.1"))
+    );
+    assert!(
+        matches!(world.decide_from(&policy, PUSH, None), Err(Failure::Denied(r)) if r.contains("SSH_CONNECTION"))
+    );
 }
 
 #[test]
@@ -327,7 +617,10 @@ fn given_daemon_off_or_unconfigured_then_daemon_requests_are_denied() {
     // A daemon_config the user could write is refused.
     let conf = world.root.join("rsyncd.conf");
     std::fs::write(&conf, "[m]\npath = /\n").unwrap();
-    let p = format!("version = 1\n[defaults]\nroot = \"ROOT\"\ndaemon = true\ndaemon_config = \"{}\"\n", conf.display());
+    let p = format!(
+        "version = 1\n[defaults]\nroot = \"ROOT\"\ndaemon = true\ndaemon_config = \"{}\"\n",
+        conf.display()
+    );
     std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     assert!(denied(&world, &p, "rsync --server --daemon .").contains("daemon_config"));
 }
@@ -341,13 +634,29 @@ fn given_a_trusted_daemon_config_then_rshell_forces_it() {
     }
     let confdir = world.dir.path().join("etc");
     std::fs::create_dir(&confdir).unwrap();
-    std::fs::set_permissions(&confdir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &confdir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let conf = confdir.join("rsyncd.conf");
     std::fs::write(&conf, "[m]\npath = ROOT\n").unwrap();
     std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let p = format!("version = 1\n[defaults]\nroot = \"ROOT\"\ndaemon = true\ndaemon_config = \"{}\"\n", conf.display());
+    let p = format!(
+        "version = 1\n[defaults]\nroot = \"ROOT\"\ndaemon = true\ndaemon_config = \"{}\"\n",
+        conf.display()
+    );
     let argv = allowed(&world, &p, "rsync --server --daemon .");
-    assert_eq!(argv, vec!["/usr/bin/rsync".to_string(), "--server".into(), "--daemon".into(), format!("--config={}", conf.display()), ".".into()]);
+    assert_eq!(
+        argv,
+        vec![
+            "/usr/bin/rsync".to_string(),
+            "--server".into(),
+            "--daemon".into(),
+            format!("--config={}", conf.display()),
+            ".".into()
+        ]
+    );
     denied(&world, &p, "rsync --server --daemon --config=/x .");
 }
 
@@ -369,7 +678,10 @@ fn given_a_missing_root_then_the_denial_says_so() {
     let world = World::new("noroot");
     let p = "version = 1\n[defaults]\nroot = \"ROOT/missing\"\n";
     assert!(denied(&world, p, PUSH).contains("does not exist"));
-    assert!(!world.root.join("missing").exists(), "never an implicit mkdir");
+    assert!(
+        !world.root.join("missing").exists(),
+        "never an implicit mkdir"
+    );
 }
 
 #[test]

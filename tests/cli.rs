@@ -15,7 +15,11 @@ fn rshell(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn is_root() -> bool {
@@ -33,7 +37,14 @@ fn setup(extra: &str) -> (TempDir, String, String) {
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("dest")).unwrap();
     let cfg = dir.path().join("rshell.toml");
-    std::fs::write(&cfg, format!("version = 1\n[users.root]\nroot = \"{}\"\n{extra}", root.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\n[users.root]\nroot = \"{}\"\n{extra}",
+            root.display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     (dir, cfg.display().to_string(), root.display().to_string())
 }
@@ -44,7 +55,14 @@ fn test_mode_prints_verdict_section_and_exact_argv() {
         return;
     }
     let (_d, cfg, root) = setup("");
-    let out = rshell(&["--test", "rsync --server -vlogDtpre.iLsfxCIvu . dest/", "--user", "root", "--config", &cfg]);
+    let out = rshell(&[
+        "--test",
+        "rsync --server -vlogDtpre.iLsfxCIvu . dest/",
+        "--user",
+        "root",
+        "--config",
+        &cfg,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("verdict: allow"), "{t}");
@@ -52,14 +70,28 @@ fn test_mode_prints_verdict_section_and_exact_argv() {
     assert!(t.contains(&format!("root = {root}  ([users.root])")), "{t}");
     assert!(t.contains("access = read-write  (built-in)"), "{t}");
     assert!(t.contains(&format!("argv: /usr/bin/rsync --server -vlogDtpre.iLsfxCIvu --drop-D '--confine-root={root}' -- . dest/")), "{t}");
-    assert!(t.contains("env: PATH=/usr/bin:/bin USER=root LOGNAME=root LANG=C LC_ALL=C"), "{t}");
+    assert!(
+        t.contains("env: PATH=/usr/bin:/bin USER=root LOGNAME=root LANG=C LC_ALL=C"),
+        "{t}"
+    );
     assert!(t.contains(&format!("cwd: {root}")), "{t}");
     assert!(t.contains("confine: auto -> landlock="), "{t}");
 
     // Its attack twin: denied, exit 1, the reason names the word.
-    let out = rshell(&["--test", "rsync --server -logDtpre.iLsfxCIvu --log-file=/x . dest/", "--user", "root", "--config", &cfg]);
+    let out = rshell(&[
+        "--test",
+        "rsync --server -logDtpre.iLsfxCIvu --log-file=/x . dest/",
+        "--user",
+        "root",
+        "--config",
+        &cfg,
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("verdict: deny") && text(&out).contains("--log-file"), "{}", text(&out));
+    assert!(
+        text(&out).contains("verdict: deny") && text(&out).contains("--log-file"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -68,7 +100,17 @@ fn test_mode_json_is_one_object_with_the_plan() {
         return;
     }
     let (_d, cfg, root) = setup("from = [\"10.0.0.0/8\"]\n");
-    let out = rshell(&["--test", "rsync --server --sender -logDtpre.iLsfxCIvu . dest/", "--user", "root", "--from", "10.1.1.1", "--config", &cfg, "--json"]);
+    let out = rshell(&[
+        "--test",
+        "rsync --server --sender -logDtpre.iLsfxCIvu . dest/",
+        "--user",
+        "root",
+        "--from",
+        "10.1.1.1",
+        "--config",
+        &cfg,
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "allow");
@@ -77,7 +119,17 @@ fn test_mode_json_is_one_object_with_the_plan() {
     assert_eq!(v["plan"]["cwd"], root);
     assert_eq!(v["plan"]["argv"][2], "--sender");
     assert_eq!(v["plan"]["lock"], false, "readers never lock");
-    let out = rshell(&["--test", "rsync --server --sender -logDtpre.iLsfxCIvu . dest/", "--user", "root", "--from", "192.0.2.1", "--config", &cfg, "--json"]);
+    let out = rshell(&[
+        "--test",
+        "rsync --server --sender -logDtpre.iLsfxCIvu . dest/",
+        "--user",
+        "root",
+        "--from",
+        "192.0.2.1",
+        "--config",
+        &cfg,
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "deny");
@@ -90,18 +142,47 @@ fn test_mode_with_a_forced_key_uses_the_key_as_authority() {
         return;
     }
     let (_d, cfg, root) = setup("");
-    let out = rshell(&["--test", "rsync --server -logDtpre.iLsfxCIvu . dest/", "--user", "root", "--key", &format!("-ro {root}"), "--config", &cfg]);
+    let out = rshell(&[
+        "--test",
+        "rsync --server -logDtpre.iLsfxCIvu . dest/",
+        "--user",
+        "root",
+        "--key",
+        &format!("-ro {root}"),
+        "--config",
+        &cfg,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("read-only"), "{}", text(&out));
-    let out = rshell(&["--test", "true", "--user", "root", "--key", &format!("-ro {root}"), "--config", &cfg]);
+    let out = rshell(&[
+        "--test",
+        "true",
+        "--user",
+        "root",
+        "--key",
+        &format!("-ro {root}"),
+        "--config",
+        &cfg,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]
 fn config_errors_and_usage_errors_have_their_exit_codes() {
-    let out = rshell(&["--test", "rsync --server . x", "--config", "/nonexistent/rshell.toml", "--user", "root"]);
+    let out = rshell(&[
+        "--test",
+        "rsync --server . x",
+        "--config",
+        "/nonexistent/rshell.toml",
+        "--user",
+        "root",
+    ]);
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
-    assert!(text(&out).contains("/nonexistent/rshell.toml"), "{}", text(&out));
+    assert!(
+        text(&out).contains("/nonexistent/rshell.toml"),
+        "{}",
+        text(&out)
+    );
     let out = rshell(&["--test"]);
     assert_eq!(out.status.code(), Some(64));
     let out = rshell(&["--test", "x", "--bogus"]);
@@ -110,7 +191,10 @@ fn config_errors_and_usage_errors_have_their_exit_codes() {
     assert_eq!(out.status.code(), Some(64));
     let out = rshell(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(out.stdout.is_empty(), "help goes to stderr: stdout may be a protocol channel");
+    assert!(
+        out.stdout.is_empty(),
+        "help goes to stderr: stdout may be a protocol channel"
+    );
     assert!(text(&out).contains("--check"));
 }
 
@@ -123,16 +207,35 @@ fn check_reports_errors_with_file_line_col_and_exit_codes() {
     let out = rshell(&["--check", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("ok"), "{}", text(&out));
-    std::fs::write(&cfg, "version = 1\n[users.root]\nroot = \"/srv/x\"\nacess = \"read-only\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "version = 1\n[users.root]\nroot = \"/srv/x\"\nacess = \"read-only\"\n",
+    )
+    .unwrap();
     let out = rshell(&["--check", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains(&format!("{cfg}:4:1: unknown field `acess`")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{cfg}:4:1: unknown field `acess`")),
+        "{}",
+        text(&out)
+    );
     // A writable root holding the home is an error; a missing root a warning (--strict fails).
     std::fs::write(&cfg, "version = 1\n[users.root]\nroot = \"~\"\n").unwrap();
     let out = rshell(&["--check", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("holds the home directory"), "{}", text(&out));
-    std::fs::write(&cfg, format!("version = 1\n[users.root]\nroot = \"{}/missing\"\n", d.path().display())).unwrap();
+    assert!(
+        text(&out).contains("holds the home directory"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\n[users.root]\nroot = \"{}/missing\"\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
     let out = rshell(&["--check", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
@@ -155,8 +258,16 @@ fn policy_shows_each_key_with_its_section() {
     let (_d, cfg, root) = setup("access = \"read-only\"\n");
     let out = rshell(&["--policy", "--user", "root", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("access = read-only  ([users.root])"), "{}", text(&out));
-    assert!(text(&out).contains(&format!("root expands to: {root}")), "{}", text(&out));
+    assert!(
+        text(&out).contains("access = read-only  ([users.root])"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains(&format!("root expands to: {root}")),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -170,7 +281,11 @@ fn test_mode_run_as_root_checks_paths_with_the_named_users_permissions() {
     std::fs::create_dir_all(root.join("private/inner")).unwrap();
     std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
     let cfg = dir.path().join("rshell.toml");
-    std::fs::write(&cfg, format!("version = 1\n[defaults]\nroot = \"{}\"\n", root.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("version = 1\n[defaults]\nroot = \"{}\"\n", root.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     let cmd = "rsync --server --sender -logDtpre.iLsfxCIvu . private/inner/";
     let cfg = cfg.display().to_string();

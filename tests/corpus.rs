@@ -14,12 +14,17 @@ fn every_corpus_string_gets_its_labelled_verdict() {
     let table = include_str!("corpus-verdicts.tsv");
     let mut checked = 0;
     let mut wrong = Vec::new();
-    for line in table.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (label, command) = line.split_once('\t').expect("label<TAB>command");
         let got = world.decide(&policy, command);
         let ok = match (label, &got) {
             ("allow", Ok(_)) => true,
-            (l, Err(Failure::Denied(reason))) if l.starts_with("deny: ") => reason.contains(&l["deny: ".len()..]),
+            (l, Err(Failure::Denied(reason))) if l.starts_with("deny: ") => {
+                reason.contains(&l["deny: ".len()..])
+            }
             _ => false,
         };
         if !ok {
@@ -27,6 +32,14 @@ fn every_corpus_string_gets_its_labelled_verdict() {
         }
         checked += 1;
     }
-    assert!(checked >= 253, "the table holds every corpus string ({checked})");
-    assert!(wrong.is_empty(), "{} wrong verdicts:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        checked >= 253,
+        "the table holds every corpus string ({checked})"
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} wrong verdicts:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

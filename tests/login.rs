@@ -7,11 +7,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::TempDir;
@@ -37,7 +37,10 @@ fn can_run() -> bool {
         println!("skipped: login-shell tests need root (CI runs as root)");
         return false;
     }
-    let ok = Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         println!("skipped: `unshare -m` is not available here");
     }
@@ -77,7 +80,8 @@ impl Lab {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let log_path = dir.path().join("log");
         let log = UnixDatagram::bind(&log_path).unwrap();
-        log.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        log.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let mut placeholders = Vec::new();
         for target in ["/etc/rshell.toml", "/dev/log"] {
             if std::fs::symlink_metadata(target).is_err() {
@@ -105,7 +109,16 @@ impl Lab {
             self.log_path.display()
         );
         let mut cmd = Command::new("/usr/bin/unshare");
-        cmd.args(["-m", "--propagation", "private", "/bin/sh", "-c", &script, "sh", BIN]);
+        cmd.args([
+            "-m",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            &script,
+            "sh",
+            BIN,
+        ]);
         cmd.args(args);
         cmd.env_clear();
         for (k, v) in env {
@@ -161,47 +174,113 @@ fn login_shell_modes_end_to_end_with_syslog() {
     let root = lab.root.display().to_string();
 
     // 1. Allowed push: exactly the rebuilt argv, a fixed environment, cwd = root, umask.
-    let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"], HOSTILE);
+    let out = lab.run(
+        &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
+        HOSTILE,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(out.stdout.is_empty(), "rshell never writes to stdout");
     let rec = lab.recorded().expect("the fake rsync ran");
     let args: Vec<&str> = rec.lines().filter_map(|l| l.strip_prefix("ARG ")).collect();
-    assert_eq!(args, ["--server", "-logDtpre.iLsfxCIvu", "--drop-D", &format!("--confine-root={root}"), "--", ".", "dest/"]);
-    let env: Vec<&str> = rec.lines().filter_map(|l| l.strip_prefix("ENV ")).filter(|e| !e.starts_with("PWD=")).collect();
+    assert_eq!(
+        args,
+        [
+            "--server",
+            "-logDtpre.iLsfxCIvu",
+            "--drop-D",
+            &format!("--confine-root={root}"),
+            "--",
+            ".",
+            "dest/"
+        ]
+    );
+    let env: Vec<&str> = rec
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .filter(|e| !e.starts_with("PWD="))
+        .collect();
     let mut env_sorted = env.clone();
     env_sorted.sort();
-    assert_eq!(env_sorted, ["LANG=C", "LC_ALL=C", "LOGNAME=root", "PATH=/usr/bin:/bin", "USER=root"], "{rec}");
+    assert_eq!(
+        env_sorted,
+        [
+            "LANG=C",
+            "LC_ALL=C",
+            "LOGNAME=root",
+            "PATH=/usr/bin:/bin",
+            "USER=root"
+        ],
+        "{rec}"
+    );
     assert!(rec.contains(&format!("CWD {root}\n")), "{rec}");
     assert!(rec.contains("UMASK 0027"), "{rec}");
     // Only 0-2, the root lock and the shell's own descriptor for reading /proc remain.
-    let fds: Vec<i32> = rec.lines().filter_map(|l| l.strip_prefix("FD ")?.parse().ok()).collect();
+    let fds: Vec<i32> = rec
+        .lines()
+        .filter_map(|l| l.strip_prefix("FD ")?.parse().ok())
+        .collect();
     assert!(fds.len() <= 5, "unexpected descriptors {fds:?}");
     let logs = lab.records();
-    assert!(logs.iter().any(|l| l.contains("rshell[") && l.contains("allow user=root uid=0 from=127.0.0.1")), "{logs:?}");
-    assert!(logs.iter().any(|l| l.contains("outcome user=root") && l.contains("exit=0")), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("rshell[") && l.contains("allow user=root uid=0 from=127.0.0.1")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("outcome user=root") && l.contains("exit=0")),
+        "{logs:?}"
+    );
     // authpriv.info = facility 10 * 8 + 6 = 86
-    assert!(logs.iter().all(|l| l.starts_with("<86>") || l.starts_with("<84>")), "{logs:?}");
+    assert!(
+        logs.iter()
+            .all(|l| l.starts_with("<86>") || l.starts_with("<84>")),
+        "{logs:?}"
+    );
 
     // 2. Refusal: one line on stderr, exit 77, a deny record with the escaped command, nothing run.
-    let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/; touch /tmp/pwned"], HOSTILE);
+    let out = lab.run(
+        &[
+            "-c",
+            "rsync --server -logDtpre.iLsfxCIvu . dest/; touch /tmp/pwned",
+        ],
+        HOSTILE,
+    );
     assert_eq!(out.status.code(), Some(77));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("rshell: denied: unquoted ';'"), "{err}");
     assert!(lab.recorded().is_none());
     let logs = lab.records();
-    assert!(logs.iter().any(|l| l.contains("<84>") && l.contains("deny user=root") && l.contains("touch /tmp/pwned")), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("<84>")
+            && l.contains("deny user=root")
+            && l.contains("touch /tmp/pwned")),
+        "{logs:?}"
+    );
 
     // 3. Control characters are escaped in the record.
     let out = lab.run(&["-c", "rsync --server . a\u{1b}[31mred"], HOSTILE);
     assert_eq!(out.status.code(), Some(77));
     let logs = lab.records();
-    assert!(logs.iter().any(|l| l.contains("\\x1b[31mred")) && logs.iter().all(|l| !l.contains('\u{1b}')), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("\\x1b[31mred"))
+            && logs.iter().all(|l| !l.contains('\u{1b}')),
+        "{logs:?}"
+    );
 
     // 4. Interactive login and sshd's ~/.ssh/rc run are refused.
-    let out = Command::new(BIN).arg0("-rshell").env_clear().output().unwrap();
+    let out = Command::new(BIN)
+        .arg0("-rshell")
+        .env_clear()
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(77));
-    assert!(stderr(&out).contains("rsync transfers only"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rsync transfers only"),
+        "{}",
+        stderr(&out)
+    );
     let out = lab.run(&["-c", "/bin/sh /root/.ssh/rc"], HOSTILE);
     assert_eq!(out.status.code(), Some(77));
     // A forged SSH_ORIGINAL_COMMAND does not turn an interactive login into anything.
@@ -215,26 +294,46 @@ fn login_shell_modes_end_to_end_with_syslog() {
 
     // 5. Nested forced key: may only narrow. -ro turns pushes away, pulls still work.
     let mut env = HOSTILE.to_vec();
-    env.push(("SSH_ORIGINAL_COMMAND", "rsync --server -logDtpre.iLsfxCIvu . dest/"));
+    env.push((
+        "SSH_ORIGINAL_COMMAND",
+        "rsync --server -logDtpre.iLsfxCIvu . dest/",
+    ));
     let out = lab.run(&["-c", "rshell -ro"], &env);
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("read-only"));
     env.pop();
-    env.push(("SSH_ORIGINAL_COMMAND", "rsync --server --sender -logDtpre.iLsfxCIvu . data/"));
+    env.push((
+        "SSH_ORIGINAL_COMMAND",
+        "rsync --server --sender -logDtpre.iLsfxCIvu . data/",
+    ));
     let out = lab.run(&["-c", "rshell -ro data"], &env);
     // `data` is relative to the home (/root), which is outside the configured root: refused.
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     let out = lab.run(&["-c", &format!("rshell -ro {root}/data")], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     let rec = lab.recorded().unwrap();
-    assert!(rec.contains(&format!("ARG --confine-root={root}/data")), "{rec}");
+    assert!(
+        rec.contains(&format!("ARG --confine-root={root}/data")),
+        "{rec}"
+    );
     let out = lab.run(&["-c", "rshell -ro /"], &env);
-    assert_eq!(out.status.code(), Some(77), "widening to / is refused: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(77),
+        "widening to / is refused: {}",
+        stderr(&out)
+    );
 
     // 6. Standalone forced key (rrsync's shape): `true` probe, DIR authoritative, no command.
     let out = lab.run(&["-wo", &root], &[("SSH_ORIGINAL_COMMAND", "true")]);
     assert_eq!(out.status.code(), Some(0));
-    let out = lab.run(&["-wo", &root], &[("SSH_ORIGINAL_COMMAND", "rsync --server --sender -logDtpre.iLsfxCIvu . data/")]);
+    let out = lab.run(
+        &["-wo", &root],
+        &[(
+            "SSH_ORIGINAL_COMMAND",
+            "rsync --server --sender -logDtpre.iLsfxCIvu . data/",
+        )],
+    );
     assert_eq!(out.status.code(), Some(77));
     assert!(stderr(&out).contains("write-only"));
     let out = lab.run(&["-wo", &root], &[]);
@@ -249,15 +348,39 @@ fn a_broken_or_insecure_config_denies_everything() {
         return;
     }
     let lab = Lab::new("");
-    std::fs::write(&lab.config, "version = 1\n[users.root]\nroot = \"/tmp\"\nbogus = 1\n").unwrap();
-    let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"], HOSTILE);
+    std::fs::write(
+        &lab.config,
+        "version = 1\n[users.root]\nroot = \"/tmp\"\nbogus = 1\n",
+    )
+    .unwrap();
+    let out = lab.run(
+        &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
+        HOSTILE,
+    );
     assert_eq!(out.status.code(), Some(78));
-    assert!(stderr(&out).contains("/etc/rshell.toml:4:1"), "{}", stderr(&out));
-    std::fs::write(&lab.config, std::fs::read_to_string(&lab.config).unwrap().replace("bogus = 1\n", "")).unwrap();
+    assert!(
+        stderr(&out).contains("/etc/rshell.toml:4:1"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &lab.config,
+        std::fs::read_to_string(&lab.config)
+            .unwrap()
+            .replace("bogus = 1\n", ""),
+    )
+    .unwrap();
     std::fs::set_permissions(&lab.config, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"], HOSTILE);
+    let out = lab.run(
+        &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
+        HOSTILE,
+    );
     assert_eq!(out.status.code(), Some(78));
-    assert!(stderr(&out).contains("group- or world-writable"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("group- or world-writable"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Issue 4: even an allowed-looking request cannot read outside root once Landlock is on.
@@ -288,22 +411,46 @@ fn landlock_require_stops_a_hostile_rsync_from_reading_outside_root() {
     )
     .unwrap();
     let thief = lab.dir.path().join("thief");
-    assert!(Command::new("cc").arg("-o").arg(&thief).arg(&src).status().unwrap().success());
+    assert!(Command::new("cc")
+        .arg("-o")
+        .arg(&thief)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
     let text = std::fs::read_to_string(&lab.config)
         .unwrap()
         .replace("confine = \"off\"", "confine = \"require\"")
-        .replacen(&format!("rsync = \"{}\"", lab.dir.path().join("fake-rsync").display()), &format!("rsync = \"{}\"", thief.display()), 1);
+        .replacen(
+            &format!(
+                "rsync = \"{}\"",
+                lab.dir.path().join("fake-rsync").display()
+            ),
+            &format!("rsync = \"{}\"", thief.display()),
+            1,
+        );
     std::fs::write(&lab.config, text).unwrap();
-    let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"], HOSTILE);
+    let out = lab.run(
+        &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
+        HOSTILE,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let stolen = std::fs::read_to_string(lab.root.join("stolen.txt")).unwrap();
     assert_eq!(stolen, "DENIED", "Landlock must stop the read outside root");
     // Twin: with confine = "off" the same program reads it — the guard is Landlock, not luck.
-    let text = std::fs::read_to_string(&lab.config).unwrap().replace("confine = \"require\"", "confine = \"off\"");
+    let text = std::fs::read_to_string(&lab.config)
+        .unwrap()
+        .replace("confine = \"require\"", "confine = \"off\"");
     std::fs::write(&lab.config, text).unwrap();
-    let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"], HOSTILE);
+    let out = lab.run(
+        &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
+        HOSTILE,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(lab.root.join("stolen.txt")).unwrap(), "TOP-SECRET");
+    assert_eq!(
+        std::fs::read_to_string(lab.root.join("stolen.txt")).unwrap(),
+        "TOP-SECRET"
+    );
 }
 
 /// Issue 4, the check-then-use race (rrsync CVE-2026-53783) made deterministic: the
@@ -338,14 +485,31 @@ fn a_component_swapped_for_a_symlink_after_the_check_cannot_escape() {
     )
     .unwrap();
     let racer = lab.dir.path().join("racer");
-    assert!(Command::new("cc").arg("-o").arg(&racer).arg(&src).status().unwrap().success());
-    let fake = format!("rsync = \"{}\"", lab.dir.path().join("fake-rsync").display());
-    let base = std::fs::read_to_string(&lab.config).unwrap().replacen(&fake, &format!("rsync = \"{}\"", racer.display()), 1);
+    assert!(Command::new("cc")
+        .arg("-o")
+        .arg(&racer)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    let fake = format!(
+        "rsync = \"{}\"",
+        lab.dir.path().join("fake-rsync").display()
+    );
+    let base = std::fs::read_to_string(&lab.config).unwrap().replacen(
+        &fake,
+        &format!("rsync = \"{}\"", racer.display()),
+        1,
+    );
     let pull = "rsync --server --sender -logDtpre.iLsfxCIvu . d/secret";
     for (confine, expected) in [("require", "DENIED"), ("off", "TOP-SECRET")] {
         let _ = std::fs::remove_file(lab.root.join("d"));
         let _ = std::fs::rename(lab.root.join("d.orig"), lab.root.join("d"));
-        std::fs::write(&lab.config, base.replace("confine = \"off\"", &format!("confine = \"{confine}\""))).unwrap();
+        std::fs::write(
+            &lab.config,
+            base.replace("confine = \"off\"", &format!("confine = \"{confine}\"")),
+        )
+        .unwrap();
         let out = lab.run(&["-c", pull], HOSTILE);
         assert!(out.status.success(), "{}", stderr(&out));
         let got = std::fs::read_to_string(lab.root.join("stolen.txt")).unwrap();

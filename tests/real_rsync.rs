@@ -48,11 +48,18 @@ impl Site {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(outside.join("secret"), "TOP-SECRET").unwrap();
-        let confine = if rshell::confine::probe().is_ok() { "require" } else { "off" };
+        let confine = if rshell::confine::probe().is_ok() {
+            "require"
+        } else {
+            "off"
+        };
         let config = dir.path().join("rshell.toml");
         std::fs::write(
             &config,
-            format!("version = 1\n[users.root]\nroot = \"{}\"\nconfine = \"{confine}\"\n{extra}", root.display()),
+            format!(
+                "version = 1\n[users.root]\nroot = \"{}\"\nconfine = \"{confine}\"\n{extra}",
+                root.display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -102,7 +109,12 @@ impl Drop for Site {
 }
 
 fn show(o: &Output) -> String {
-    format!("status {:?}\n{}{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 impl Site {
@@ -140,16 +152,30 @@ fn legit_transfers_work_through_the_real_rsync() {
     std::fs::create_dir(site.root.join("snap")).unwrap();
     site.ok(&["-aH", "src/", "x:snap/prev/"]);
     let prev = site.root.join("snap/prev");
-    assert_eq!(std::fs::read_to_string(prev.join("sub/b.txt")).unwrap(), "beta");
-    assert_eq!(std::fs::metadata(prev.join("a.txt")).unwrap().ino(), std::fs::metadata(prev.join("a-link.txt")).unwrap().ino());
-    assert_eq!(std::fs::read_link(prev.join("rel-link")).unwrap(), PathBuf::from("a.txt"));
+    assert_eq!(
+        std::fs::read_to_string(prev.join("sub/b.txt")).unwrap(),
+        "beta"
+    );
+    assert_eq!(
+        std::fs::metadata(prev.join("a.txt")).unwrap().ino(),
+        std::fs::metadata(prev.join("a-link.txt")).unwrap().ino()
+    );
+    assert_eq!(
+        std::fs::read_link(prev.join("rel-link")).unwrap(),
+        PathBuf::from("a.txt")
+    );
     site.ok(&["-aH", "x:snap/prev/", "back/"]);
-    assert_eq!(std::fs::read_to_string(site.client.join("back/sub/b.txt")).unwrap(), "beta");
+    assert_eq!(
+        std::fs::read_to_string(site.client.join("back/sub/b.txt")).unwrap(),
+        "beta"
+    );
 
     // --link-dest ../prev into a new snapshot: unchanged files are hard links.
     site.ok(&["-a", "--link-dest=../prev", "src/", "x:snap/new/"]);
     assert_eq!(
-        std::fs::metadata(site.root.join("snap/new/a.txt")).unwrap().ino(),
+        std::fs::metadata(site.root.join("snap/new/a.txt"))
+            .unwrap()
+            .ino(),
         std::fs::metadata(prev.join("a.txt")).unwrap().ino()
     );
 
@@ -160,23 +186,52 @@ fn legit_transfers_work_through_the_real_rsync() {
     std::fs::write(site.client.join("src/a.txt"), "alpha2").unwrap();
     std::fs::remove_file(site.client.join("src/sub/b.txt")).unwrap();
     site.ok(&[
-        "-a", "--delete", "--backup", "--backup-dir=../bak", "--partial-dir=.partial", "--temp-dir=/work/tmp", "src/", "x:work/dest/",
+        "-a",
+        "--delete",
+        "--backup",
+        "--backup-dir=../bak",
+        "--partial-dir=.partial",
+        "--temp-dir=/work/tmp",
+        "src/",
+        "x:work/dest/",
     ]);
-    assert_eq!(std::fs::read_to_string(site.root.join("work/dest/a.txt")).unwrap(), "alpha2");
-    assert_eq!(std::fs::read_to_string(site.root.join("work/bak/a.txt")).unwrap(), "alpha");
+    assert_eq!(
+        std::fs::read_to_string(site.root.join("work/dest/a.txt")).unwrap(),
+        "alpha2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.root.join("work/bak/a.txt")).unwrap(),
+        "alpha"
+    );
     assert!(!site.root.join("work/dest/sub/b.txt").exists());
     site.ok(&["-a", "--mkpath", "src/a.txt", "x:deep/er/path/"]);
     assert!(site.root.join("deep/er/path/a.txt").exists());
 
     // -A and -X where the file system has ACLs and user xattrs.
     let probe = site.client.join("src/a.txt");
-    let xattr = Command::new("setfattr").args(["-n", "user.rshell", "-v", "yes"]).arg(&probe).status().is_ok_and(|s| s.success());
-    let acl = Command::new("setfacl").args(["-m", "u:nobody:r"]).arg(&probe).status().is_ok_and(|s| s.success());
+    let xattr = Command::new("setfattr")
+        .args(["-n", "user.rshell", "-v", "yes"])
+        .arg(&probe)
+        .status()
+        .is_ok_and(|s| s.success());
+    let acl = Command::new("setfacl")
+        .args(["-m", "u:nobody:r"])
+        .arg(&probe)
+        .status()
+        .is_ok_and(|s| s.success());
     if xattr && acl {
         site.ok(&["-aAX", "src/", "x:ax/"]);
-        let out = Command::new("getfattr").args(["-n", "user.rshell", "--only-values"]).arg(site.root.join("ax/a.txt")).output().unwrap();
+        let out = Command::new("getfattr")
+            .args(["-n", "user.rshell", "--only-values"])
+            .arg(site.root.join("ax/a.txt"))
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "yes");
-        let out = Command::new("getfacl").arg("-c").arg(site.root.join("ax/a.txt")).output().unwrap();
+        let out = Command::new("getfacl")
+            .arg("-c")
+            .arg(site.root.join("ax/a.txt"))
+            .output()
+            .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("user:nobody:r"));
     } else {
         println!("skipped part: -A/-X (setfattr/setfacl unavailable or unsupported here)");
@@ -193,9 +248,16 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
     tree_of_files(&site.client);
     // An earlier push plants symlinks pointing outside (rsync -l keeps them as links).
     std::os::unix::fs::symlink(&site.outside, site.client.join("src/esc")).unwrap();
-    std::os::unix::fs::symlink(site.outside.join("secret"), site.client.join("src/esc-file")).unwrap();
+    std::os::unix::fs::symlink(
+        site.outside.join("secret"),
+        site.client.join("src/esc-file"),
+    )
+    .unwrap();
     site.ok(&["-a", "src/", "x:up/"]);
-    assert!(std::fs::symlink_metadata(site.root.join("up/esc")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(site.root.join("up/esc"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 
     // A pull through the planted directory symlink: refused.
     site.refused(&["-a", "x:up/esc/secret", "got/"]);
@@ -206,7 +268,12 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
     // realpath check); pulling its directory sends the link itself, never the target.
     site.refused(&["-a", "x:up/esc-file", "got-link"]);
     site.ok(&["-a", "x:up/", "got-dir/"]);
-    assert!(std::fs::symlink_metadata(site.client.join("got-dir/esc-file")).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(site.client.join("got-dir/esc-file"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     // A push into the symlinked directory: refused; outside unchanged.
     site.refused(&["-a", "src/a.txt", "x:up/esc/"]);
     assert!(!site.outside.join("a.txt").exists());
@@ -225,5 +292,9 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
     let filter = format!("dir-merge {}", site.outside.join("rules").display());
     let out = site.rsync(&["-a", "--filter", &filter, "x:up/", "got3/"]);
     let got_files = site.client.join("got3/a.txt").exists();
-    assert!(!out.status.success() || got_files, "the outside rule file was read: {}", show(&out));
+    assert!(
+        !out.status.success() || got_files,
+        "the outside rule file was read: {}",
+        show(&out)
+    );
 }

@@ -66,16 +66,24 @@ impl World {
     }
 
     pub fn policy(&self, config: &str) -> Policy {
-        let text = config.replace("ROOT", self.root.to_str().unwrap()).replace("HOME", self.home.to_str().unwrap());
+        let text = config
+            .replace("ROOT", self.root.to_str().unwrap())
+            .replace("HOME", self.home.to_str().unwrap());
         let cfg = Config::parse(Path::new("/etc/rshell.toml"), &text).expect("test config parses");
-        cfg.policy_for("alice", &["alice".into(), "backup".into()]).unwrap()
+        cfg.policy_for("alice", &["alice".into(), "backup".into()])
+            .unwrap()
     }
 
     pub fn decide(&self, policy: &Policy, command: &str) -> Result<ExecPlan, Failure> {
         self.decide_from(policy, command, None)
     }
 
-    pub fn decide_from(&self, policy: &Policy, command: &str, client: Option<&str>) -> Result<ExecPlan, Failure> {
+    pub fn decide_from(
+        &self,
+        policy: &Policy,
+        command: &str,
+        client: Option<&str>,
+    ) -> Result<ExecPlan, Failure> {
         let account = account(&self.home);
         let input = Input {
             form: Form::Login,
@@ -97,6 +105,11 @@ pub fn corpus() -> Vec<String> {
     let text = include_str!("../corpus-verdicts.tsv");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| l.split_once('\t').expect("verdict<TAB>command").1.to_string())
+        .map(|l| {
+            l.split_once('\t')
+                .expect("verdict<TAB>command")
+                .1
+                .to_string()
+        })
         .collect()
 }

@@ -321,7 +321,11 @@ fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
             let mut flips = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && flips < 200_000 {
                 let tmp = d.with_extension("tmp");
-                let target: &Path = if flips % 2 == 0 { &outside } else { Path::new("d.real") };
+                let target: &Path = if flips % 2 == 0 {
+                    &outside
+                } else {
+                    Path::new("d.real")
+                };
                 let _ = std::fs::remove_file(&tmp);
                 let _ = std::os::unix::fs::symlink(target, &tmp);
                 let _ = std::fs::rename(&tmp, &d);
@@ -346,5 +350,8 @@ fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let flips = flipper.join().unwrap();
-    println!("race: {flips} flips, {} pulls got the inside file, {} were refused or failed", outcomes.0, outcomes.1);
+    println!(
+        "race: {flips} flips, {} pulls got the inside file, {} were refused or failed",
+        outcomes.0, outcomes.1
+    );
 }

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod lint;
 pub mod log;
 pub mod net;
+pub mod passwd;
 pub mod policy;
 pub mod report;
 pub mod resolve;

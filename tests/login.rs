@@ -563,11 +563,17 @@ fn without_log_outcome_rshell_execs_in_place_and_logs_only_the_decision() {
         return;
     }
     let lab = Lab::new("log_outcome = false\nlock = false\n");
-    let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"], HOSTILE);
+    let out = lab.run(
+        &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
+        HOSTILE,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let rec = lab.recorded().expect("the fake rsync ran");
     assert!(rec.contains("LOCK free"), "lock = false: {rec}");
     let logs = lab.records();
-    assert!(logs.iter().any(|l| l.contains("allow user=root")), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("allow user=root")),
+        "{logs:?}"
+    );
     assert!(!logs.iter().any(|l| l.contains("outcome")), "{logs:?}");
 }

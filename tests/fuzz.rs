@@ -28,13 +28,13 @@ use rshell::{decide_command, Failure, Form, Input};
 /// `~/-x`, or a wildcard matching a file `-x` in root) reaches the argv after `--` as
 /// `-x`. Harmless to popt after `--`, but it breaks the plan invariant. Set to false once
 /// fixed (and un-ignore the regression test below).
-const KNOWN_DASH_PATH: bool = true;
+const KNOWN_DASH_PATH: bool = false;
 static DASH_PATHS: AtomicUsize = AtomicUsize::new(0);
 
 /// Finding F3 is open: `missing/../out`, where `missing` does not exist and `out` is a
 /// symlink out of root, passes the beneath check (the remainder after cancelling
 /// `missing/..` is never resolved by the kernel). Set to false once fixed.
-const KNOWN_MISSING_DOTDOT: bool = true;
+const KNOWN_MISSING_DOTDOT: bool = false;
 static MISSING_DOTDOT: AtomicUsize = AtomicUsize::new(0);
 
 fn cases(default: u32) -> u32 {
@@ -728,7 +728,7 @@ fn tomlish() -> impl Strategy<Value = String> {
 /// Finding F1 is open: a TOML syntax error whose message from the `toml` crate is empty
 /// renders as `path:line:col: ` with nothing after it. Set to false once src/policy.rs
 /// supplies a message (and un-ignore the regression test below).
-const KNOWN_EMPTY_MESSAGE: bool = true;
+const KNOWN_EMPTY_MESSAGE: bool = false;
 
 #[test]
 fn config_text_never_panics_and_errors_name_a_position() {
@@ -817,7 +817,6 @@ fn config_text_never_panics_and_errors_name_a_position() {
 /// F1: a lone carriage return (a file saved with old Mac line endings, or a stray CR)
 /// gave `/etc/rshell.toml:1:1: ` — a position and no message at all.
 #[test]
-#[ignore = "finding F1, open: src/policy.rs Config::parse passes the toml crate's empty message through"]
 fn given_a_lone_carriage_return_then_the_config_error_says_what_is_wrong() {
     for text in ["\r", "version = 1\r", "version = 1\n[defaults]\r"] {
         let e = Config::parse(Path::new("/etc/rshell.toml"), text).expect_err("not valid TOML");
@@ -835,7 +834,6 @@ fn given_a_lone_carriage_return_then_the_config_error_says_what_is_wrong() {
 /// rsync will not read it as an option there, but rshell's own rule is that no path word
 /// it hands rsync starts with `-` (the parser refuses `-x` itself): map it to `./-x` or refuse.
 #[test]
-#[ignore = "finding F2, open: src/resolve.rs map_client_path / expand can yield a path starting with `-`"]
 fn given_a_path_that_maps_to_a_dash_name_then_no_argv_word_after_the_double_dash_starts_with_a_dash(
 ) {
     let fuzz = Fuzz::new("f2");
@@ -867,7 +865,6 @@ fn given_a_path_that_maps_to_a_dash_name_then_no_argv_word_after_the_double_dash
 /// rsync creates directories for, would make it resolve. Landlock (`confine`) and
 /// `--confine-root` are the remaining guards.
 #[test]
-#[ignore = "finding F3, open: src/resolve.rs check_components must re-resolve the remainder after cancelling missing/.."]
 fn given_a_missing_name_then_dotdot_then_a_symlink_out_then_the_path_is_refused() {
     let fuzz = Fuzz::new("f3");
     for command in [

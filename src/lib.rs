@@ -1,2 +1,3 @@
 //! rshell: a restricted login shell for rsync servers.
 pub mod policy;
+pub mod sshd;

@@ -8,27 +8,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The keys of design §3 (the config file may not hold any other).
-const DESIGN_KEYS: &[&str] = &[
-    "version",
-    "rsync",
-    "root",
-    "access",
-    "delete",
-    "overwrite",
-    "munge_links",
-    "fake_super",
-    "confine",
-    "confine_root",
-    "lock",
-    "log_outcome",
-    "umask",
-    "from",
-    "daemon",
-    "daemon_config",
-    "dangerous_writable_home",
-];
-
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -118,7 +97,12 @@ fn every_flag_in_help_is_in_the_man_page() {
 #[test]
 fn every_config_key_is_documented() {
     let keys = config_keys(&read("conf/rshell.toml"));
-    let design: BTreeSet<String> = DESIGN_KEYS.iter().map(|k| k.to_string()).collect();
+    // The code's own key list (plus `version`): documentation cannot drift from it.
+    let design: BTreeSet<String> = rshell::policy::KEYS
+        .iter()
+        .chain(&["version"])
+        .map(|k| k.to_string())
+        .collect();
     assert_eq!(
         keys, design,
         "conf/rshell.toml must name exactly the keys of design §3"
@@ -191,4 +175,21 @@ fn helpers_see_what_a_reader_sees() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(keys, want);
+}
+
+#[test]
+fn the_example_config_parses_with_the_real_loader_and_keeps_safe_defaults() {
+    let text = read("conf/rshell.toml");
+    let cfg = rshell::policy::Config::parse(Path::new("conf/rshell.toml"), &text)
+        .expect("conf/rshell.toml parses");
+    let p = cfg.policy_for("someone", &[]).unwrap();
+    assert_eq!(
+        p.settings,
+        rshell::policy::Settings::default(),
+        "the example's [defaults] are the built-in defaults"
+    );
+    assert!(
+        p.configured,
+        "the example gives every user a policy through [defaults]"
+    );
 }

@@ -655,27 +655,13 @@ fn tomlish() -> impl Strategy<Value = String> {
         Just("[groups.\"\"]".to_string()),
         Just("[unknown]".to_string()),
         (
-            prop::sample::select(vec![
-                "rsync",
-                "root",
-                "access",
-                "delete",
-                "overwrite",
-                "munge_links",
-                "fake_super",
-                "confine",
-                "confine_root",
-                "lock",
-                "log_outcome",
-                "umask",
-                "from",
-                "daemon",
-                "daemon_config",
-                "dangerous_writable_home",
-                "bogus",
-                "users",
-                "defaults",
-            ]),
+            prop::sample::select(
+                rshell::policy::KEYS
+                    .iter()
+                    .copied()
+                    .chain(["bogus", "users", "defaults"])
+                    .collect::<Vec<&str>>(),
+            ),
             prop::sample::select(vec![
                 "true",
                 "false",

@@ -151,6 +151,46 @@ impl Drop for Lab {
     }
 }
 
+/// Landlock tests also need a kernel with Landlock and a C compiler for the hostile program.
+fn can_run_hostile_programs() -> bool {
+    if !can_run() {
+        return false;
+    }
+    if let Err(why) = rshell::confine::probe() {
+        println!("skipped: kernel has no Landlock ({why})");
+        return false;
+    }
+    if Command::new("cc").arg("--version").output().is_err() {
+        println!("skipped: no C compiler to build the hostile program");
+        return false;
+    }
+    true
+}
+
+/// Compile `source` into the lab and make it the configured rsync.
+fn install_program(lab: &Lab, name: &str, source: &str) {
+    let src = lab.dir.path().join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let program = lab.dir.path().join(name);
+    assert!(Command::new("cc")
+        .arg("-o")
+        .arg(&program)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    let fake = format!(
+        "rsync = \"{}\"",
+        lab.dir.path().join("fake-rsync").display()
+    );
+    let text = std::fs::read_to_string(&lab.config).unwrap().replacen(
+        &fake,
+        &format!("rsync = \"{}\"", program.display()),
+        1,
+    );
+    std::fs::write(&lab.config, text).unwrap();
+}
+
 const HOSTILE: &[(&str, &str)] = &[
     ("SSH_CONNECTION", "127.0.0.1 40000 127.0.0.1 22"),
     ("USER", "mallory"),
@@ -427,48 +467,23 @@ fn a_broken_or_insecure_config_denies_everything() {
 /// The configured "rsync" is a compiled program that tries to read a file outside root.
 #[test]
 fn landlock_require_stops_a_hostile_rsync_from_reading_outside_root() {
-    if !can_run() {
-        return;
-    }
-    if let Err(why) = rshell::confine::probe() {
-        println!("skipped: kernel has no Landlock ({why})");
-        return;
-    }
-    if Command::new("cc").arg("--version").output().is_err() {
-        println!("skipped: no C compiler to build the hostile program");
+    if !can_run_hostile_programs() {
         return;
     }
     let lab = Lab::new("");
     let secret = lab.dir.path().join("outside-secret.txt");
     std::fs::write(&secret, "TOP-SECRET").unwrap();
-    let src = lab.dir.path().join("thief.c");
-    std::fs::write(
-        &src,
-        format!(
+    install_program(
+        &lab,
+        "thief",
+        &format!(
             "#include <stdio.h>\nint main(void){{FILE*f=fopen(\"{}\",\"r\");FILE*o=fopen(\"stolen.txt\",\"w\");if(!o)return 3;if(!f){{fputs(\"DENIED\",o);return 0;}}char b[64]={{0}};fread(b,1,63,f);fputs(b,o);return 0;}}\n",
             secret.display()
         ),
-    )
-    .unwrap();
-    let thief = lab.dir.path().join("thief");
-    assert!(Command::new("cc")
-        .arg("-o")
-        .arg(&thief)
-        .arg(&src)
-        .status()
-        .unwrap()
-        .success());
+    );
     let text = std::fs::read_to_string(&lab.config)
         .unwrap()
-        .replace("confine = \"off\"", "confine = \"require\"")
-        .replacen(
-            &format!(
-                "rsync = \"{}\"",
-                lab.dir.path().join("fake-rsync").display()
-            ),
-            &format!("rsync = \"{}\"", thief.display()),
-            1,
-        );
+        .replace("confine = \"off\"", "confine = \"require\"");
     std::fs::write(&lab.config, text).unwrap();
     let out = lab.run(
         &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
@@ -498,15 +513,7 @@ fn landlock_require_stops_a_hostile_rsync_from_reading_outside_root() {
 /// rshell's path check, then reads through it. Landlock, applied before exec, holds.
 #[test]
 fn a_component_swapped_for_a_symlink_after_the_check_cannot_escape() {
-    if !can_run() {
-        return;
-    }
-    if let Err(why) = rshell::confine::probe() {
-        println!("skipped: kernel has no Landlock ({why})");
-        return;
-    }
-    if Command::new("cc").arg("--version").output().is_err() {
-        println!("skipped: no C compiler to build the racing program");
+    if !can_run_hostile_programs() {
         return;
     }
     let lab = Lab::new("");
@@ -515,32 +522,15 @@ fn a_component_swapped_for_a_symlink_after_the_check_cannot_escape() {
     std::fs::write(outside.join("secret"), "TOP-SECRET").unwrap();
     std::fs::create_dir(lab.root.join("d")).unwrap();
     std::fs::write(lab.root.join("d/secret"), "inside").unwrap();
-    let src = lab.dir.path().join("racer.c");
-    std::fs::write(
-        &src,
-        format!(
+    install_program(
+        &lab,
+        "racer",
+        &format!(
             "#include <stdio.h>\n#include <unistd.h>\nint main(void){{rename(\"d\",\"d.orig\");symlink(\"{}\",\"d\");FILE*f=fopen(\"d/secret\",\"r\");FILE*o=fopen(\"stolen.txt\",\"w\");if(!o)return 3;if(!f){{fputs(\"DENIED\",o);return 0;}}char b[64]={{0}};fread(b,1,63,f);fputs(b,o);return 0;}}\n",
             outside.display()
         ),
-    )
-    .unwrap();
-    let racer = lab.dir.path().join("racer");
-    assert!(Command::new("cc")
-        .arg("-o")
-        .arg(&racer)
-        .arg(&src)
-        .status()
-        .unwrap()
-        .success());
-    let fake = format!(
-        "rsync = \"{}\"",
-        lab.dir.path().join("fake-rsync").display()
     );
-    let base = std::fs::read_to_string(&lab.config).unwrap().replacen(
-        &fake,
-        &format!("rsync = \"{}\"", racer.display()),
-        1,
-    );
+    let base = std::fs::read_to_string(&lab.config).unwrap();
     let pull = "rsync --server --sender -logDtpre.iLsfxCIvu . d/secret";
     for (confine, expected) in [("require", "DENIED"), ("off", "TOP-SECRET")] {
         let _ = std::fs::remove_file(lab.root.join("d"));

@@ -186,16 +186,13 @@ fn transfer(
 
     // Paths after `.`: mapped onto root, expanded, checked beneath root.
     let mut paths = Vec::new();
+    let mut exec_paths = Vec::new();
     for word in &t.paths {
         let mapped = resolve::map_client_path(word, &root.path)?;
         for rel in resolve::expand(root, &mapped)? {
             resolve::check_beneath(root, Path::new(""), &rel)?;
-            // A name that starts with `-` (from `/-x` or a wildcard) stays a name.
-            paths.push(if rel.starts_with('-') {
-                format!("./{rel}")
-            } else {
-                rel
-            });
+            exec_paths.push(mapped.exec_word(&rel));
+            paths.push(rel);
         }
     }
     if !t.sender && paths.len() != 1 {
@@ -261,7 +258,7 @@ fn transfer(
     plan.argv.extend(forced);
     plan.argv.push("--".into());
     plan.argv.push(".".into());
-    plan.argv.extend(paths);
+    plan.argv.extend(exec_paths);
     Ok(())
 }
 

@@ -255,7 +255,9 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
                 ),
                 true,
             );
-            return EXIT_USAGE;
+            // `-c STRING` comes from the client (nested form): a refusal, not a usage error.
+            let from_client = args.get(1).is_some_and(|a| a == "-c");
+            return if from_client { EXIT_DENIED } else { EXIT_USAGE };
         }
     };
     match mode {
@@ -453,9 +455,12 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             std::process::exit(exec_failed(&err));
         }
         Ok(sys::Forked::Parent(pid)) => {
+            // Open the child's I/O counters while it lives: once it is a zombie, /proc
+            // hands its files to root and an unprivileged parent could no longer open them.
+            let io = std::fs::File::open(format!("/proc/{pid}/io")).ok();
             sys::release_session_stdio();
             drop(lock);
-            let (code, line) = match sys::wait_with_io(pid) {
+            let (code, line) = match sys::wait_with_io(pid, io) {
                 Ok((kind, io)) => {
                     let (code, status) = match kind {
                         sys::ExitKind::Code(c) => (c, format!("exit={c}")),

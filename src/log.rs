@@ -91,8 +91,10 @@ pub fn send(line: &str, warning: bool) {
             w.info(line)
         }
     });
-    if let Err(e) = result {
-        eprintln!("rshell: syslog unavailable ({e}); decision: {line}");
+    // A refusal already explains itself in its one stderr line; only allowed sessions
+    // mention that their record could not be written.
+    if let (Err(e), false) = (result, warning) {
+        eprintln!("rshell: note: syslog unavailable ({e}); not logged: {line}");
     }
 }
 

@@ -47,12 +47,31 @@ impl Root {
 pub struct Mapped {
     pub rel: String,
     pub active_glob: Vec<usize>,
+    /// Root's own absolute spelling when the client used it (`/srv/backup/u/x`): rsync is
+    /// then given that spelling, so `-R` sends the names the client asked for.
+    pub root_spelling: Option<String>,
+}
+
+impl Mapped {
+    /// The word rsync gets for one (expanded) relative path `rel`.
+    pub fn exec_word(&self, rel: &str) -> String {
+        match &self.root_spelling {
+            Some(root) if rel == "." || rel == "./" => {
+                format!("{root}{}", if rel.ends_with('/') { "/" } else { "" })
+            }
+            Some(root) => format!("{root}/{rel}"),
+            // A name that starts with `-` (from `/-x` or a wildcard) stays a name.
+            None if rel.starts_with('-') => format!("./{rel}"),
+            None => rel.to_string(),
+        }
+    }
 }
 
 /// Map a client path onto root (design §3): `~`, `~/x` → root; `/x` → root/x, unless
 /// the absolute path already begins with root's own path; `~user` is refused.
 pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
     let text = word.text.as_str();
+    let mut root_spelling = None;
     let strip = if word.tilde {
         if text == "~" {
             1
@@ -65,6 +84,7 @@ pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
         let root_str = root.to_str().unwrap_or("");
         match text.strip_prefix(root_str) {
             Some(rest) if root_str != "/" && (rest.is_empty() || rest.starts_with('/')) => {
+                root_spelling = Some(root_str.to_string());
                 root_str.len()
             }
             _ => 0,
@@ -84,17 +104,21 @@ pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
         .filter(|&&i| i >= shift)
         .map(|&i| i - shift)
         .collect();
-    let rel = if rest.is_empty() {
-        ".".to_string()
-    } else {
-        rest.to_string()
+    let rel = match rest {
+        "" if text.ends_with('/') => "./".to_string(),
+        "" => ".".to_string(),
+        _ => rest.to_string(),
     };
     let active_glob = if rest.is_empty() {
         Vec::new()
     } else {
         active_glob
     };
-    Ok(Mapped { rel, active_glob })
+    Ok(Mapped {
+        rel,
+        active_glob,
+        root_spelling,
+    })
 }
 
 /// Check that `rel` (relative to `base`, itself relative to root) stays beneath root.
@@ -356,11 +380,19 @@ mod tests {
             m(word("/srv/backup/amandax", &[], false)).unwrap(),
             "srv/backup/amandax"
         );
-        assert_eq!(m(word("/", &[], false)).unwrap(), ".");
+        assert_eq!(m(word("/", &[], false)).unwrap(), "./");
         assert_eq!(m(word("~", &[], true)).unwrap(), ".");
         assert_eq!(m(word("~/x", &[], true)).unwrap(), "x");
         assert_eq!(m(word("~", &[], false)).unwrap(), "~");
         assert!(m(word("~root/.ssh", &[], true)).is_err());
+        // Root's own spelling is kept for rsync (so -R sends the names asked for).
+        let own = map_client_path(&word("/srv/backup/amanda/./snap/", &[], false), root).unwrap();
+        assert_eq!(own.rel, "./snap/");
+        assert_eq!(own.exec_word(&own.rel), "/srv/backup/amanda/./snap/");
+        let own = map_client_path(&word("/srv/backup/amanda/", &[], false), root).unwrap();
+        assert_eq!(own.exec_word(&own.rel), "/srv/backup/amanda/");
+        let dash = map_client_path(&word("/-x", &[], false), root).unwrap();
+        assert_eq!(dash.exec_word(&dash.rel), "./-x");
         let g = map_client_path(&word("/a*", &[2], false), root).unwrap();
         assert_eq!((g.rel.as_str(), g.active_glob), ("a*", vec![1]));
     }

@@ -368,7 +368,10 @@ pub enum ExitKind {
 
 /// Wait for `pid` to end, read its I/O counters before reaping it, then reap.
 /// Returns how it ended and `(read_bytes, write_bytes)` from /proc (None if unavailable).
-pub fn wait_with_io(pid: i32) -> Result<(ExitKind, Option<(u64, u64)>), SysError> {
+pub fn wait_with_io(
+    pid: i32,
+    io_file: Option<std::fs::File>,
+) -> Result<(ExitKind, Option<(u64, u64)>), SysError> {
     use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
     let pid = nix::unistd::Pid::from_raw(pid);
     loop {
@@ -378,7 +381,7 @@ pub fn wait_with_io(pid: i32) -> Result<(ExitKind, Option<(u64, u64)>), SysError
             Err(e) => return Err(SysError::Io("waitid".into(), e)),
         }
     }
-    let io = read_proc_io(pid.as_raw());
+    let io = io_file.and_then(read_proc_io);
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok((ExitKind::Code(code), io)),
@@ -389,8 +392,10 @@ pub fn wait_with_io(pid: i32) -> Result<(ExitKind, Option<(u64, u64)>), SysError
     }
 }
 
-fn read_proc_io(pid: i32) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+fn read_proc_io(mut file: std::fs::File) -> Option<(u64, u64)> {
+    use std::io::Read;
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
     let field = |name: &str| -> Option<u64> {
         text.lines()
             .find_map(|l| l.strip_prefix(name))

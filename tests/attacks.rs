@@ -401,6 +401,26 @@ fn a17_uploaded_symlink_out_of_root_is_refused_but_an_inside_one_works() {
         "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/passwd",
     );
     assert_eq!(argv.last().unwrap(), "etc/passwd");
+    // Root's own spelling is kept (rsnapshot with -R expects those names), still checked.
+    let root = world.root.display().to_string();
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        &format!("rsync --server --sender -logDtprRe.iLsfxCIvu --numeric-ids . {root}/data/"),
+    );
+    assert_eq!(argv.last().unwrap(), &format!("{root}/data/"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        &format!("rsync --server --sender -logDtprRe.iLsfxCIvu . {root}/../../etc/")
+    )
+    .contains("outside root"));
+    assert!(denied(
+        &world,
+        REFERENCE,
+        &format!("rsync --server --sender -logDtpre.iLsfxCIvu . {root}/esc/passwd")
+    )
+    .contains("outside root"));
 }
 
 #[test]

@@ -195,6 +195,13 @@ impl Fuzz {
                     return Err(format!("path {p:?} after `--` starts with `-`"));
                 }
             }
+            // Absolute only in root's own spelling (design §3: both spellings work).
+            let p = match p.strip_prefix(self.world.root.to_str().unwrap_or("")) {
+                Some(rest) if p.starts_with('/') && (rest.is_empty() || rest.starts_with('/')) => {
+                    rest.trim_start_matches('/')
+                }
+                _ => p.as_str(),
+            };
             if p.starts_with('/') {
                 return Err(format!("path {p:?} is absolute"));
             }

@@ -190,7 +190,12 @@ fn transfer(
         let mapped = resolve::map_client_path(word, &root.path)?;
         for rel in resolve::expand(root, &mapped)? {
             resolve::check_beneath(root, Path::new(""), &rel)?;
-            paths.push(rel);
+            // A name that starts with `-` (from `/-x` or a wildcard) stays a name.
+            paths.push(if rel.starts_with('-') {
+                format!("./{rel}")
+            } else {
+                rel
+            });
         }
     }
     if !t.sender && paths.len() != 1 {

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod lint;
 pub mod log;
 pub mod net;
+pub mod passwd;
 pub mod policy;
 pub mod report;
 pub mod resolve;
@@ -237,8 +238,22 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
     let mode = match cli::parse(&args, ctx.original_command.is_some()) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("rshell: {e}");
-            eprintln!("usage: see `rshell --help`");
+            // One line, and a record: the words may come from the client (nested form).
+            let line = format!("rshell: denied: {e} (usage: see rshell --help)");
+            eprintln!("{}", log::escape(&line, 1024));
+            let argv: Vec<String> = args
+                .iter()
+                .map(|a| log::escape_bytes(a.as_encoded_bytes(), 256))
+                .collect();
+            log::send(
+                &format!(
+                    "deny uid={} reason=\"usage: {}\" argv=\"{}\"",
+                    sys::current_uid(),
+                    log::escape(&e.to_string(), 256),
+                    argv.join(" ")
+                ),
+                true,
+            );
             return EXIT_USAGE;
         }
     };

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::policy::{self, Access, Config, ConfigError, Layer};
 use crate::{check, confine, sys, EXIT_CONFIG};
@@ -14,28 +14,6 @@ use crate::{check, confine, sys, EXIT_CONFIG};
 pub struct Findings {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
-}
-
-/// An account from /etc/passwd: (name, home, shell).
-#[derive(Debug, Clone)]
-struct PasswdEntry {
-    name: String,
-    home: PathBuf,
-    shell: String,
-}
-
-fn passwd_entries() -> Vec<PasswdEntry> {
-    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 7).then(|| PasswdEntry {
-                name: f[0].to_string(),
-                home: PathBuf::from(f[5]),
-                shell: f[6].to_string(),
-            })
-        })
-        .collect()
 }
 
 fn is_rshell(shell: &str) -> bool {
@@ -71,7 +49,7 @@ fn rsync_version(rsync: &Path) -> Option<(u32, u32, u32)> {
 /// Lint `cfg` for the accounts it concerns.
 pub fn lint(cfg: &Config) -> Findings {
     let mut f = Findings::default();
-    let entries = passwd_entries();
+    let entries = crate::passwd::entries();
     let mut names: BTreeSet<String> = cfg.users.keys().cloned().collect();
     for e in entries.iter().filter(|e| is_rshell(&e.shell)) {
         names.insert(e.name.clone());

@@ -453,7 +453,15 @@ impl Config {
         let ctx = Ctx { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            ctx.err(offset, e.message().trim().to_string())
+            let message = e.message().trim();
+            ctx.err(
+                offset,
+                if message.is_empty() {
+                    "invalid TOML"
+                } else {
+                    message
+                },
+            )
         })?;
         match raw.version {
             None => return Err(ctx.err(0, "`version = 1` is missing")),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{self, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
 
 /// The calling account, from `getuid()` and the passwd/group databases only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +55,6 @@ pub fn scrub_environment() -> SshContext {
 pub enum SysError {
     #[error("uid {0} has no passwd entry")]
     NoSuchUid(u32),
-    #[error("passwd lookup failed: {0}")]
-    Lookup(Errno),
     #[error("{0}: {1}")]
     Io(String, Errno),
     #[error("root {0} is busy: another writer holds its lock (gave up after {1} s)")]
@@ -67,46 +65,29 @@ pub enum SysError {
     Confine(String),
 }
 
-fn account_from(user: User) -> Result<Account, SysError> {
-    let name = user.name.clone();
-    let cname = CString::new(name.clone()).map_err(|_| SysError::Lookup(Errno::EINVAL))?;
-    let gids = nix::unistd::getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]);
-    let mut groups = Vec::new();
-    let mut ordered = vec![user.gid];
-    ordered.extend(gids.into_iter().filter(|g| *g != user.gid));
-    for gid in ordered {
-        if let Ok(Some(g)) = Group::from_gid(gid) {
-            if !groups.contains(&g.name) {
-                groups.push(g.name);
-            }
-        }
-    }
-    Ok(Account {
-        name,
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
-        home: user.dir,
+fn account_from(entry: crate::passwd::Entry) -> Account {
+    let groups = crate::passwd::group_names(&entry, &crate::passwd::groups());
+    Account {
+        name: entry.name,
+        uid: entry.uid,
+        gid: entry.gid,
+        home: entry.home,
         groups,
-    })
+    }
 }
 
-/// The account of the real uid (never `$USER`).
+/// The account of the real uid (never `$USER`), from /etc/passwd (see passwd.rs for why
+/// not NSS).
 pub fn current_account() -> Result<Account, SysError> {
-    let uid = Uid::current();
-    match User::from_uid(uid) {
-        Ok(Some(u)) => account_from(u),
-        Ok(None) => Err(SysError::NoSuchUid(uid.as_raw())),
-        Err(e) => Err(SysError::Lookup(e)),
-    }
+    let uid = Uid::current().as_raw();
+    crate::passwd::by_uid(uid)
+        .map(account_from)
+        .ok_or(SysError::NoSuchUid(uid))
 }
 
 /// Look an account up by name (`--test --user U`).
 pub fn account_by_name(name: &str) -> Result<Option<Account>, SysError> {
-    match User::from_name(name) {
-        Ok(Some(u)) => account_from(u).map(Some),
-        Ok(None) => Ok(None),
-        Err(e) => Err(SysError::Lookup(e)),
-    }
+    Ok(crate::passwd::by_name(name).map(account_from))
 }
 
 /// The real uid.
@@ -118,13 +99,14 @@ pub fn current_uid() -> u32 {
 /// taking U's file-system identity (fsuid/fsgid and groups) in this process, which never
 /// execs anything afterwards.
 pub fn assume_fs_identity(account: &Account) -> Result<(), SysError> {
+    let all = crate::passwd::groups();
     let gids: Vec<Gid> = std::iter::once(account.gid)
-        .chain(account.groups.iter().filter_map(|name| {
-            Group::from_name(name)
-                .ok()
-                .flatten()
-                .map(|g| g.gid.as_raw())
-        }))
+        .chain(
+            account
+                .groups
+                .iter()
+                .filter_map(|name| crate::passwd::gid_of(name, &all)),
+        )
         .map(Gid::from_raw)
         .collect();
     nix::unistd::setgroups(&gids).map_err(|e| SysError::Io("setgroups".into(), e))?;
@@ -423,12 +405,4 @@ pub fn owner_and_mode(path: &Path) -> Option<(u32, u32)> {
     std::fs::symlink_metadata(path)
         .ok()
         .map(|m| (m.uid(), m.mode()))
-}
-
-/// Name of a gid (for messages).
-pub fn group_name(gid: u32) -> Option<String> {
-    Group::from_gid(Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map(|g| g.name)
 }

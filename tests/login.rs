@@ -60,7 +60,8 @@ impl Lab {
         std::fs::write(
             &fake,
             format!(
-                "#!/bin/sh\n{{ for a in \"$@\"; do echo \"ARG $a\"; done; env | sed 's/^/ENV /'; echo \"CWD $(pwd)\"; echo \"UMASK $(umask)\"; ls /proc/self/fd | sed 's/^/FD /'; }} > {}\n",
+                "#!/bin/sh\n{{ for a in \"$@\"; do echo \"ARG $a\"; done; env | sed 's/^/ENV /'; echo \"CWD $(pwd)\"; echo \"UMASK $(umask)\"; ls /proc/self/fd | sed 's/^/FD /'; if /usr/bin/flock -n {} true; then echo 'LOCK free'; else echo 'LOCK held'; fi; }} > {}\n",
+                root.display(),
                 record.display()
             ),
         )
@@ -214,6 +215,10 @@ fn login_shell_modes_end_to_end_with_syslog() {
     );
     assert!(rec.contains(&format!("CWD {root}\n")), "{rec}");
     assert!(rec.contains("UMASK 0027"), "{rec}");
+    assert!(
+        rec.contains("LOCK held"),
+        "a writer holds the root lock while rsync runs: {rec}"
+    );
     // Only 0-2, the root lock and the shell's own descriptor for reading /proc remain.
     let fds: Vec<i32> = rec
         .lines()
@@ -237,6 +242,41 @@ fn login_shell_modes_end_to_end_with_syslog() {
             .all(|l| l.starts_with("<86>") || l.starts_with("<84>")),
         "{logs:?}"
     );
+
+    // 1b. With ExposeAuthInfo, the key's fingerprint is logged as ssh-keygen prints it.
+    let key = lab.dir.path().join("id_test");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status();
+    if made.is_ok_and(|s| s.success()) {
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let auth = lab.dir.path().join("auth-info");
+        std::fs::write(&auth, format!("publickey {}\n", public.trim())).unwrap();
+        let expected = String::from_utf8(
+            Command::new("ssh-keygen")
+                .arg("-lf")
+                .arg(key.with_extension("pub"))
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let fingerprint = expected.split_whitespace().nth(1).unwrap().to_string();
+        let mut env = HOSTILE.to_vec();
+        let auth_s = auth.display().to_string();
+        env.push(("SSH_USER_AUTH", &auth_s));
+        let out = lab.run(&["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"], &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let logs = lab.records();
+        assert!(
+            logs.iter()
+                .any(|l| l.contains(&format!("key={fingerprint}"))),
+            "{fingerprint} in {logs:?}"
+        );
+    } else {
+        println!("skipped part: ssh-keygen not installed (key fingerprint logging)");
+    }
 
     // 2. Refusal: one line on stderr, exit 77, a deny record with the escaped command, nothing run.
     let out = lab.run(
@@ -515,4 +555,25 @@ fn a_component_swapped_for_a_symlink_after_the_check_cannot_escape() {
         let got = std::fs::read_to_string(lab.root.join("stolen.txt")).unwrap();
         assert_eq!(got, expected, "confine = {confine}");
     }
+}
+
+#[test]
+fn without_log_outcome_rshell_execs_in_place_and_logs_only_the_decision() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("log_outcome = false\nlock = false\n");
+    let out = lab.run(
+        &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
+        HOSTILE,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rec = lab.recorded().expect("the fake rsync ran");
+    assert!(rec.contains("LOCK free"), "lock = false: {rec}");
+    let logs = lab.records();
+    assert!(
+        logs.iter().any(|l| l.contains("allow user=root")),
+        "{logs:?}"
+    );
+    assert!(!logs.iter().any(|l| l.contains("outcome")), "{logs:?}");
 }

@@ -298,3 +298,60 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
         show(&out)
     );
 }
+
+/// The race of rrsync CVE-2026-53783 as a short bounded loop: a thread flips `d` between
+/// a real directory and a symlink to the outside while real pulls of `d/secret` run.
+/// Whatever the timing, the outside bytes never arrive.
+#[test]
+fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
+    if !usable() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let site = Site::new("");
+    let d = site.root.join("d");
+    let real = site.root.join("d.real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("secret"), "inside").unwrap();
+    std::os::unix::fs::symlink("d.real", &d).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, d, outside) = (stop.clone(), d.clone(), site.outside.clone());
+        std::thread::spawn(move || {
+            let mut flips = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && flips < 200_000 {
+                let tmp = d.with_extension("tmp");
+                let target: &Path = if flips % 2 == 0 {
+                    &outside
+                } else {
+                    Path::new("d.real")
+                };
+                let _ = std::fs::remove_file(&tmp);
+                let _ = std::os::unix::fs::symlink(target, &tmp);
+                let _ = std::fs::rename(&tmp, &d);
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let mut outcomes = (0, 0);
+    for i in 0..20 {
+        let dest = format!("got{i}");
+        let out = site.rsync(&["-a", "x:d/secret", &dest]);
+        let text = show(&out);
+        assert!(!text.contains("TOP-SECRET"), "{text}");
+        match std::fs::read_to_string(site.client.join(&dest)) {
+            Ok(bytes) => {
+                assert_eq!(bytes, "inside", "pull {i} leaked outside data");
+                outcomes.0 += 1;
+            }
+            Err(_) => outcomes.1 += 1,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    println!(
+        "race: {flips} flips, {} pulls got the inside file, {} were refused or failed",
+        outcomes.0, outcomes.1
+    );
+}

@@ -27,6 +27,20 @@ for var in LD_PRELOAD LD_AUDIT; do
   env -i "$var=$work/evil.so" SSH_ORIGINAL_COMMAND=true "$bin" -ro "$work" 2>/dev/null || true
   if [ -e "$work/marker" ]; then bad "$var library ran inside rshell"; else ok "$var library ignored by rshell"; fi
 done
+# NSS: a static glibc would still dlopen() the modules of /etc/nsswitch.conf for
+# getpwuid/getgrouplist, honouring LD_LIBRARY_PATH. rshell reads /etc/passwd itself.
+for lib in libnss_systemd.so.2 libnss_files.so.2 libnss_compat.so.2 libnss_sss.so.2 libnss_ldap.so.2; do
+  cp "$work/evil.so" "$work/$lib"
+done
+rm -f "$work/marker"
+env -i LD_LIBRARY_PATH="$work" "$bin" --test "rsync --server . x" --user root --config /nonexistent >/dev/null 2>&1 || true
+env -i LD_LIBRARY_PATH="$work" SSH_ORIGINAL_COMMAND=true "$bin" -ro "$work" 2>/dev/null || true
+if [ -e "$work/marker" ]; then bad "an NSS module from LD_LIBRARY_PATH ran inside rshell"; else ok "no NSS module is ever loaded (LD_LIBRARY_PATH ignored)"; fi
+if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+  # Identity lookup, then a config error (78) for the missing file: never a crash (>= 128).
+  rc=0; env -i setpriv --reuid=nobody --regid=nogroup --clear-groups "$bin" --test "rsync --server . x" --config /nonexistent >/dev/null 2>&1 || rc=$?
+  if [ "$rc" -eq 78 ]; then ok "runs as an unprivileged user (identity from /etc/passwd, no NSS crash)"; else bad "exit $rc as an unprivileged user"; fi
+fi
 rm -f "$work/marker"
 env -i LD_PRELOAD="$work/evil.so" /bin/true
 if [ -e "$work/marker" ]; then ok "twin: the same LD_PRELOAD library does run in a dynamic program"; else bad "twin: the test library never runs, so the test proves nothing"; fi

@@ -23,8 +23,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BIN_SRC=$(readlink -f "$1")
 [ -f "$BIN_SRC" ] && [ -x "$BIN_SRC" ] || die "not an executable: $1"
 for tool in /usr/sbin/sshd ssh ssh-keygen scp sftp rsync rsnapshot setfattr getfattr setfacl \
-  getfacl gcc unshare useradd userdel timeout flock ss mount; do
-  command -v "$tool" >/dev/null || die "missing tool: $tool (packages: openssh-server openssh-client rsync rsnapshot attr acl gcc libc6-dev util-linux iproute2 passwd)"
+  getfacl gcc unshare useradd userdel timeout flock mount mountpoint; do
+  command -v "$tool" >/dev/null || die "missing tool: $tool (packages: openssh-server openssh-client rsync rsnapshot attr acl gcc libc6-dev util-linux mount passwd e2fsprogs)"
 done
 [ -x /usr/lib/openssh/sftp-server ] || die "missing /usr/lib/openssh/sftp-server (openssh-sftp-server)"
 
@@ -43,7 +43,7 @@ CTLMARK=$E2E/ctl-markers     # the control account's markers (attack proven live
 TMP_PWN=/tmp/rshell-e2e-pwn
 H=127.0.0.1
 MARKER_GECOS=rshell-e2e
-USERS=(rse2e_rw rse2e_ro rse2e_fc rse2e_dm rse2e_pe rse2e_ctl)
+USERS=(rse2e_rw rse2e_ro rse2e_fc rse2e_dm rse2e_pe rse2e_ctl rse2e_hm rse2e_df)
 HOMES=()
 CREATED_USERS=()
 SSHD_PID=""
@@ -169,6 +169,8 @@ add_user rse2e_fc /bin/bash
 add_user rse2e_dm "$RSHELL"
 add_user rse2e_pe "$RSHELL"
 add_user rse2e_ctl /bin/bash
+add_user rse2e_hm "$RSHELL"
+add_user rse2e_df "$RSHELL"
 add_key rw rse2e_rw
 add_key rwnest rse2e_rw "command=\"$RSHELL -ro $E2E/rw/pub\",restrict"
 add_key ro rse2e_ro
@@ -176,6 +178,8 @@ add_key fc rse2e_fc "command=\"$RSHELL -wo $E2E/fc\",restrict"
 add_key dm rse2e_dm
 add_key pe rse2e_pe
 add_key ctl rse2e_ctl
+add_key hm rse2e_hm
+add_key df rse2e_df
 
 # ---- fixtures ------------------------------------------------------------------------------
 SECRET="rshell-e2e-SECRET-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -263,6 +267,12 @@ daemon_config = "$DCONF"
 
 [users.rse2e_pe]
 root = "$PE"
+
+# root = the home: writing is refused (design 3a), reading works
+[users.rse2e_hm]
+root = "~"
+
+# rse2e_df has no section: [defaults] applies (root ~/backup, created by the test later)
 EOF
 cat >"$DCONF" <<EOF
 # admin-owned rsyncd.conf for daemon over ssh (rse2e_dm)
@@ -299,6 +309,8 @@ if [ -n "${E2E_NSS_FILES_ONLY:-}" ]; then # debugging aid only: hides NSS module
   note "E2E_NSS_FILES_ONLY: sshd's namespace sees an nsswitch.conf with 'files' only"
 fi
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/hostkey" || die "host key"
+# port_open PORT: something accepts connections on 127.0.0.1:PORT (bash's /dev/tcp).
+port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' sh "$1" 2>/dev/null; }
 start_sshd() {
   PORT=$1
   cat >"$WORK/sshd_config" <<EOF
@@ -339,7 +351,7 @@ EOF
   SSHD_PID=$!
   for _ in $(seq 100); do
     kill -0 "$SSHD_PID" 2>/dev/null || return 1
-    ss -ltnH "sport = :$PORT" 2>/dev/null | grep -q . && [ -s "$WORK/sshd.pid" ] && return 0
+    port_open "$PORT" && [ -s "$WORK/sshd.pid" ] && return 0
     sleep 0.1
   done
   return 1
@@ -347,7 +359,7 @@ EOF
 started=""
 for _ in 1 2 3 4 5; do
   p=$((20000 + RANDOM % 40000))
-  ss -ltnH "sport = :$p" | grep -q . && continue
+  port_open "$p" && continue
   if start_sshd "$p"; then started=1; break; fi
   kill "$SSHD_PID" 2>/dev/null; wait "$SSHD_PID" 2>/dev/null; SSHD_PID=""
 done

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2015,SC2016,SC2034,SC2153 # globals come from run.sh
 # Helpers for tests/e2e/run.sh: scenario bookkeeping, bounded command runners, tree
 # manifests, canaries. Sourced, not executed. Every external command that talks to the
 # network is wrapped in `timeout`; every loop is bounded.

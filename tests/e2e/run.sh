@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015,SC2016 # A && B || die is intended; single quotes are data
 # End-to-end proof (issue 5): rshell as the login shell / forced command of real accounts
 # behind a private sshd on 127.0.0.1, driven by the stock rsync, scp, sftp and rsnapshot
 # clients. Usage (root only):  tests/e2e/run.sh RSHELL_BINARY
@@ -15,7 +16,7 @@ umask 022
 export LC_ALL=C.UTF-8
 unset RSYNC_RSH RSYNC_PROTECT_ARGS RSYNC_OLD_ARGS RSYNC_RSH RSYNC_CONNECT_PROG POSIXLY_CORRECT
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/e2e/lib.sh
+# shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
 [ $# -eq 1 ] || die "usage: $0 RSHELL_BINARY"
@@ -372,7 +373,7 @@ if [ -n "${E2E_HOLD:-}" ]; then # debugging: keep the setup alive for E2E_HOLD s
   note "holding for $E2E_HOLD s: PORT=$PORT KEYDIR=$KEYDIR"
   for _ in $(seq "$E2E_HOLD"); do sleep 1; done
 fi
-# shellcheck source=tests/e2e/scenarios.sh
+# shellcheck source=scenarios.sh
 . "$HERE/scenarios.sh"
 
 # ---- summary --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2015,SC2016,SC2088,SC2034 # names are data; ~ in messages is literal
 # The scenarios, sourced by run.sh after setup. Globals: see run.sh. C = client dir.
 C=$CLIENT
 U_RW=rse2e_rw@$H U_RO=rse2e_ro@$H U_FC=rse2e_fc@$H U_DM=rse2e_dm@$H U_PE=rse2e_pe@$H
@@ -188,6 +189,9 @@ scenario "pull pub/../../outside/canary.txt refused" t_rsync_refused "$U_RW:pub/
 scenario "push to ../outside/ refused" t_rsync_refused -a "$C/small/" "$U_RW:../outside/"
 scenario "push --backup-dir=../../outside refused" t_rsync_refused -a --backup --backup-dir=../../outside "$C/small/" "$U_RW:bk2/"
 scenario "push --link-dest outside the root refused" t_rsync_refused -a --link-dest=../../outside "$C/small/" "$U_RW:ld2/"
+scenario "push --temp-dir=../../outside refused" t_rsync_refused -a --temp-dir=../../outside "$C/small/" "$U_RW:td/"
+scenario "push --partial-dir=/../outside refused" t_rsync_refused -a --partial --partial-dir=/../outside "$C/small/" "$U_RW:pd/"
+scenario "pull --files-from of a server file outside the root refused" t_rsync_refused -a --files-from="$U_RW:../outside/canary.txt" "$U_RW:" "$C/ff/"
 scenario "~user path refused" t_rsync_refused "$U_RW:~rse2e_ro/x" "$C/esc4"
 scenario "--rsync-path='sudo rsync' refused" t_rsync_refused -a --rsync-path='sudo rsync' "$C/small/" "$U_RW:sudo/"
 scenario "daemon over ssh refused for an account without daemon = true" t_rsync_refused -a "rse2e_rw@$H::mod/" "$C/dm-no/"
@@ -498,7 +502,7 @@ t_no_leak_anywhere() {
   fi
   markers_clean || return 1
   cmp -s "$E2E/outside/canary.txt" <(printf '%s\n' "$OUTSIDE_TOKEN") || why "outside canary changed" || return 1
-  [ "$(ls -A "$E2E/outside")" = canary.txt ] || why "files appeared outside the root: $(ls -A "$E2E/outside" | tr '\n' ' ')" || return 1
+  [ "$(find "$E2E/outside" -mindepth 1 -printf '%P ')" = "canary.txt " ] || why "files appeared outside the root: $(find "$E2E/outside" -mindepth 1 -printf '%P ')" || return 1
   [ "$(cat "$E2E/secret/root-only.txt")" = "$SECRET" ] || why "root-only canary changed"
 }
 scenario "no secret in any output or received file; canaries outside the root untouched" t_no_leak_anywhere

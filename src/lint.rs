@@ -46,6 +46,31 @@ fn rsync_version(rsync: &Path) -> Option<(u32, u32, u32)> {
     ))
 }
 
+/// Does the account's authorized_keys force an rshell command?
+fn has_forced_rshell_key(home: &Path) -> bool {
+    std::fs::read_to_string(home.join(".ssh/authorized_keys")).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.contains("command=") && l.contains("rshell"))
+    })
+}
+
+/// `(module, path)` pairs of an rsyncd.conf (`[name]` sections, `path = ...` lines).
+fn daemon_module_paths(conf: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(conf).unwrap_or_default();
+    let mut module = None;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            module = Some(name.trim().to_string());
+        } else if let (Some(m), Some((key, value))) = (&module, line.split_once('=')) {
+            if key.trim() == "path" {
+                out.push((m.clone(), value.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
 /// Lint `cfg` for the accounts it concerns.
 pub fn lint(cfg: &Config) -> Findings {
     let mut f = Findings::default();
@@ -144,6 +169,16 @@ pub fn lint(cfg: &Config) -> Findings {
                     .push(format!("{name}: daemon = true needs daemon_config"));
             } else if let Err(e) = policy::check_trusted(Path::new(&s.daemon_config)) {
                 f.errors.push(format!("{name}: daemon_config {e}"));
+            } else {
+                for (module, path) in daemon_module_paths(Path::new(&s.daemon_config)) {
+                    if !policy::normalize(Path::new(&path)).starts_with(&root) {
+                        f.warnings.push(format!(
+                            "{name}: module [{module}] of {} has path {path} outside root {}: Landlock will deny it",
+                            s.daemon_config,
+                            root.display()
+                        ));
+                    }
+                }
             }
         }
         if !s.munge_links
@@ -160,24 +195,34 @@ pub fn lint(cfg: &Config) -> Findings {
         }
     }
 
+    // What sshd would do for these accounts: settings that undo rshell (issue 6).
+    if sys::current_uid() == 0 && Path::new(crate::sshd::SSHD).exists() {
+        for e in entries
+            .iter()
+            .filter(|e| is_rshell(&e.shell) || has_forced_rshell_key(&e.home))
+        {
+            match crate::sshd::query(&e.name) {
+                Ok(out) => f.warnings.extend(crate::sshd::findings(&e.name, &out)),
+                Err(why) => f.warnings.push(format!(
+                    "{}: cannot ask sshd for its effective settings: {why}",
+                    e.name
+                )),
+            }
+        }
+    }
+
     // Forced keys whose login shell is not rshell: only as strong as that shell (design §3a).
     for e in &entries {
         if is_rshell(&e.shell) {
             continue;
         }
-        let keys = e.home.join(".ssh/authorized_keys");
-        if let Ok(text) = std::fs::read_to_string(&keys) {
-            if text
-                .lines()
-                .any(|l| l.contains("command=") && l.contains("rshell"))
-            {
-                f.warnings.push(format!(
-                    "{}: {} has a forced rshell key but the login shell is {}: sshd runs ~/.ssh/rc and the shell's start-up files first; use rshell as the login shell or set PermitUserRC no",
-                    e.name,
-                    keys.display(),
-                    e.shell
-                ));
-            }
+        if has_forced_rshell_key(&e.home) {
+            f.warnings.push(format!(
+                "{}: {}/.ssh/authorized_keys has a forced rshell key but the login shell is {}: sshd runs ~/.ssh/rc and the shell's start-up files first; use rshell as the login shell or set PermitUserRC no",
+                e.name,
+                e.home.display(),
+                e.shell
+            ));
         }
     }
     f

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2015,SC2016 # A && B || die is intended; single quotes are data
+# shellcheck source-path=SCRIPTDIR disable=SC2015,SC2016 # A && B || die is intended; single quotes are data
 # End-to-end proof (issue 5): rshell as the login shell / forced command of real accounts
 # behind a private sshd on 127.0.0.1, driven by the stock rsync, scp, sftp and rsnapshot
 # clients. Usage (root only):  tests/e2e/run.sh RSHELL_BINARY
@@ -10,7 +10,10 @@
 #   empty /etc/rshell.toml placeholder only if none existed. The private sshd runs in its
 #   own mount namespace where the test config is bind-mounted over /etc/rshell.toml; the
 #   system sshd, /etc/ssh and port 22 are never touched.
-# Output: one `ok - NAME` / `FAIL - NAME: why` line per scenario, then `e2e: N passed, M failed`.
+# Output: one `ok - NAME` / `FAIL - NAME: why` line per scenario, then `e2e: N passed, M failed`;
+# exit status 0 only if every scenario passed. Debugging knobs: E2E_KEEP_LOGS=DIR keeps the
+# sshd log, the syslog capture and every command's stdout/stderr; E2E_HOLD=SECONDS keeps the
+# set-up alive (sshd, accounts) before the scenarios run.
 set -uo pipefail
 umask 022
 export LC_ALL=C.UTF-8
@@ -176,6 +179,7 @@ add_key rw rse2e_rw
 add_key rwnest rse2e_rw "command=\"$RSHELL -ro $E2E/rw/pub\",restrict"
 add_key ro rse2e_ro
 add_key fc rse2e_fc "command=\"$RSHELL -wo $E2E/fc\",restrict"
+add_key fcrel rse2e_fc "command=\"$RSHELL -ro pub\",restrict"   # rrsync: relative DIR = below the home
 add_key dm rse2e_dm
 add_key pe rse2e_pe
 add_key ctl rse2e_ctl
@@ -239,6 +243,7 @@ mkdir -p "$RO/snapsrc/sub" && printf 'snap\n' >"$RO/snapsrc/snapmark.txt" &&
   printf 'stays\n' >"$RO/snapsrc/sub/stable.txt" && head -c 100000 /dev/urandom >"$RO/snapsrc/sub/blob"
 chown -R rse2e_ro:rse2e_ro "$RO"
 chown -R rse2e_fc:rse2e_fc "$FC"
+mkdir -p /home/rse2e_fc/pub && cp -a "$SRC" /home/rse2e_fc/pub/tree && chown -R rse2e_fc: /home/rse2e_fc/pub
 cp -a "$SRC/." "$DM/mod/"
 chown -R rse2e_dm:rse2e_dm "$DM"
 printf 'pe\n' >"$PE/who.txt"
@@ -303,12 +308,6 @@ if [ ! -e /dev/log ] && [ ! -L /dev/log ]; then
   : >/dev/log && DEVLOG_PLACEHOLDER=1
   note "created an empty /dev/log as bind-mount target (removed afterwards)"
 fi
-NSS_OVERRIDE=""
-if [ -n "${E2E_NSS_FILES_ONLY:-}" ]; then # debugging aid only: hides NSS modules from rshell
-  printf 'passwd: files\ngroup: files\nshadow: files\n' >"$WORK/nsswitch.conf"
-  NSS_OVERRIDE=$WORK/nsswitch.conf
-  note "E2E_NSS_FILES_ONLY: sshd's namespace sees an nsswitch.conf with 'files' only"
-fi
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/hostkey" || die "host key"
 # port_open PORT: something accepts connections on 127.0.0.1:PORT (bash's /dev/tcp).
 port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' sh "$1" 2>/dev/null; }
@@ -346,9 +345,8 @@ EOF
   # the test policy at /etc/rshell.toml and our syslog collector at /dev/log.
   unshare -m --propagation private /bin/sh -c \
     'mount --bind "$1" /etc/rshell.toml && mount --bind "$4" /dev/log &&
-     { [ -z "$5" ] || mount --bind "$5" /etc/nsswitch.conf; } &&
      exec /usr/sbin/sshd -D -f "$2" -E "$3"' \
-    sh "$CONF" "$WORK/sshd_config" "$WORK/sshd.log" "$WORK/devlog" "$NSS_OVERRIDE" &
+    sh "$CONF" "$WORK/sshd_config" "$WORK/sshd.log" "$WORK/devlog" &
   SSHD_PID=$!
   for _ in $(seq 100); do
     kill -0 "$SSHD_PID" 2>/dev/null || return 1

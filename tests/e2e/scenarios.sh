@@ -190,7 +190,7 @@ scenario "push to ../outside/ refused" t_rsync_refused -a "$C/small/" "$U_RW:../
 scenario "push --backup-dir=../../outside refused" t_rsync_refused -a --backup --backup-dir=../../outside "$C/small/" "$U_RW:bk2/"
 scenario "push --link-dest outside the root refused" t_rsync_refused -a --link-dest=../../outside "$C/small/" "$U_RW:ld2/"
 scenario "push --temp-dir=../../outside refused" t_rsync_refused -a --temp-dir=../../outside "$C/small/" "$U_RW:td/"
-scenario "push --partial-dir=/../outside refused" t_rsync_refused -a --partial --partial-dir=/../outside "$C/small/" "$U_RW:pd/"
+scenario "push --partial-dir=../../outside refused" t_rsync_refused -a --partial-dir=../../outside "$C/small/" "$U_RW:pd/"
 scenario "pull --files-from of a server file outside the root refused" t_rsync_refused -a --files-from="$U_RW:../outside/canary.txt" "$U_RW:" "$C/ff/"
 scenario "~user path refused" t_rsync_refused "$U_RW:~rse2e_ro/x" "$C/esc4"
 scenario "--rsync-path='sudo rsync' refused" t_rsync_refused -a --rsync-path='sudo rsync' "$C/small/" "$U_RW:sudo/"
@@ -382,6 +382,14 @@ t_forced_standalone() {
   expect_rsync_refused fc -a "$C/small/" "$U_FC:../rw/" || { WHY="push outside DIR: $WHY"; return 1; }
 }
 scenario "standalone forced key (command=\"rshell -wo DIR\", login shell bash): push works, pull/escape/commands refused" t_forced_standalone
+
+t_forced_relative() {
+  rs_ok fcrel -aHAX "$U_FC:tree/" "$C/fcrel-pull/" || return 1
+  assert_same_tree "$SRC" "$C/fcrel-pull" HAX || return 1
+  expect_rsync_refused fcrel -a "$C/small/" "$U_FC:up/" || { WHY="push with -ro: $WHY"; return 1; }
+  expect_rsync_refused fcrel "$U_FC:../.profile" "$C/fcrel-esc" || { WHY="escape to the home: $WHY"; return 1; }
+}
+scenario "standalone forced key with a relative DIR (command=\"rshell -ro pub\" = ~/pub, as rrsync)" t_forced_relative
 
 t_forced_nested() {
   rs_ok rwnest -a "$U_RW:tree/" "$C/nest-pull/" || return 1

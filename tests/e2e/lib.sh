@@ -212,7 +212,7 @@ manifest() {
     done
     if [[ $flags == *H* ]]; then
       find . -mindepth 1 -type f -links +1 -printf '%i %p\n' | sort -k1,1 -k2 |
-        awk '{i=$1; sub(/^[^ ]+ /, ""); g[i] = (i in g) ? g[i] "," $0 : $0} END {for (i in g) print "hardlinks " g[i]}' | sort
+        awk '{i=$1; sub(/^[^ ]+ /, ""); g[i] = n[i]++ ? g[i] "," $0 : $0} END {for (i in g) print "hardlinks " g[i]}' | sort
     fi
   )
 }

@@ -7,7 +7,7 @@
 #      accounts, rsync and rsnapshot, and the Debian package build/install/purge check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 target=x86_64-unknown-linux-gnu
 bin="$PWD/target/$target/release/rshell"
 passed=0 failed=0 failures=()
@@ -35,5 +35,5 @@ else
 fi
 
 [ ${#failures[@]} -eq 0 ] || echo "failed suites: ${failures[*]}"
-echo "all suites: $passed passed, $failed failed"
+echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

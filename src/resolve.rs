@@ -285,19 +285,20 @@ fn match_from(pat: &[u8], active: &[bool], name: &[u8]) -> bool {
             p += 1;
             continue;
         }
+        // (pattern bytes, name bytes) consumed by one step.
         let step = if p < pat.len() && active[p] && pat[p] == b'?' {
-            Some(1)
+            Some((1, utf8_len(name[n])))
         } else if p < pat.len() && active[p] && pat[p] == b'[' {
-            match_class(&pat[p..], name[n])
+            match_class(&pat[p..], name[n]).map(|len| (len, 1))
         } else if p < pat.len() && pat[p] == name[n] {
-            Some(1)
+            Some((1, 1))
         } else {
             None
         };
         match step {
-            Some(len) => {
-                p += len;
-                n += 1;
+            Some((plen, nlen)) => {
+                p += plen;
+                n += nlen;
             }
             None => match star {
                 Some((sp, sn)) => {
@@ -313,6 +314,17 @@ fn match_from(pat: &[u8], active: &[bool], name: &[u8]) -> bool {
         p += 1;
     }
     p == pat.len()
+}
+
+/// Length of the UTF-8 sequence that starts with `lead` (1 for a stray byte), so `?`
+/// matches one character as a shell in a UTF-8 locale would.
+fn utf8_len(lead: u8) -> usize {
+    match lead {
+        0xf0..=0xf7 => 4,
+        0xe0..=0xef => 3,
+        0xc0..=0xdf => 2,
+        _ => 1,
+    }
 }
 
 /// Match `[...]` at the start of `pat` against `c`; returns the class length on a match.
@@ -408,6 +420,11 @@ mod tests {
         assert!(!m("[!a-c]x", "bx"));
         assert!(m("*", "x"));
         assert!(!m("a*b", "ac"));
+        assert!(
+            m("caf?", "caf\u{e9}"),
+            "`?` matches one character, not one byte"
+        );
+        assert!(!m("caf??", "caf\u{e9}"));
         // Escaped wildcards are literal.
         assert!(glob_match("a*", &[false, false], &OsString::from("a*")));
         assert!(!glob_match("a*", &[false, false], &OsString::from("ab")));

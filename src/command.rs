@@ -34,23 +34,6 @@ pub struct Word {
     pub tilde: bool,
 }
 
-impl Word {
-    /// A word with no shell meaning at all (used by tests and for rebuilt words).
-    pub fn literal(text: &str) -> Word {
-        Word {
-            text: text.to_string(),
-            position: 0,
-            active_glob: Vec::new(),
-            tilde: false,
-        }
-    }
-
-    /// True if some unquoted glob character is in the word.
-    pub fn is_pattern(&self) -> bool {
-        !self.active_glob.is_empty()
-    }
-}
-
 /// Why a command string cannot be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SplitError {
@@ -255,21 +238,8 @@ fn push_word(words: &mut Vec<Word>, w: Word) -> Result<(), SplitError> {
 pub fn quote(text: &str) -> String {
     match shlex::try_quote(text) {
         Ok(q) => q.into_owned(),
-        Err(_) => escape_control(text),
+        Err(_) => crate::log::escape(text, usize::MAX),
     }
-}
-
-/// Escape control characters so a string fits on one log line.
-pub fn escape_control(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

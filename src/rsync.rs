@@ -754,11 +754,6 @@ impl ServerInvocation {
         self.options.iter().any(|o| o.spec.long == long)
     }
 
-    /// The options of one class.
-    pub fn options_of(&self, class: Class) -> impl Iterator<Item = &Opt> {
-        self.options.iter().filter(move |o| o.spec.class == class)
-    }
-
     /// The words rshell execs for the options part, canonical spellings, before any
     /// forced option (design §5): the bundle, then long options as `--name[=value]`.
     /// `value_of` maps each path-valued option to the value rshell resolved for it.

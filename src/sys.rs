@@ -403,11 +403,3 @@ fn read_proc_io(mut file: std::fs::File) -> Option<(u64, u64)> {
     };
     Some((field("rchar:")?, field("wchar:")?))
 }
-
-/// Uid and mode of a path's own inode (not following a final symlink).
-pub fn owner_and_mode(path: &Path) -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.uid(), m.mode()))
-}

@@ -122,25 +122,22 @@ fn load_policy(input: &Input) -> Result<Policy, Failure> {
         }
         Err(e) => return Err(Failure::Config(e.to_string())),
     };
+    // Login shell and nested key need a configured policy; a standalone key is authoritative.
+    if input.form != Form::Standalone && !policy.configured {
+        let why = if input.form == Form::Nested {
+            " (a nested rshell key may only narrow one)"
+        } else {
+            ""
+        };
+        return Err(Failure::Denied(format!(
+            "no policy for user {} in {}{why}",
+            account.name,
+            path.display()
+        )));
+    }
     match (input.form, input.key) {
-        (Form::Login, _) | (_, None) if !policy.configured && input.form != Form::Standalone => {
-            return Err(Failure::Denied(format!(
-                "no policy for user {} in {}",
-                account.name,
-                path.display()
-            )))
-        }
         (Form::Standalone, Some(key)) => policy.apply(&key_layer(key, &account.home), &Source::Key),
-        (Form::Nested, Some(key)) => {
-            if !policy.configured {
-                return Err(Failure::Denied(format!(
-                    "no policy for user {} in {} (a nested rshell key may only narrow one)",
-                    account.name,
-                    path.display()
-                )));
-            }
-            narrow(&mut policy, key, account).map_err(Failure::Denied)?;
-        }
+        (Form::Nested, Some(key)) => narrow(&mut policy, key, account).map_err(Failure::Denied)?,
         _ => {}
     }
     Ok(policy)

@@ -8,10 +8,12 @@ use std::process::{Command, Output};
 
 use common::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rshell");
-
 fn rshell(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_clear().output().unwrap()
+    Command::new(common::binary())
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {

@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use common::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rshell");
-
 /// The tests share /etc/rshell.toml and /dev/log mount targets: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -118,7 +116,7 @@ impl Lab {
             "-c",
             &script,
             "sh",
-            BIN,
+            common::binary().as_str(),
         ]);
         cmd.args(args);
         cmd.env_clear();
@@ -350,7 +348,7 @@ fn login_shell_modes_end_to_end_with_syslog() {
     );
 
     // 4. Interactive login and sshd's ~/.ssh/rc run are refused.
-    let out = Command::new(BIN)
+    let out = Command::new(common::binary())
         .arg0("-rshell")
         .env_clear()
         .output()
@@ -364,7 +362,7 @@ fn login_shell_modes_end_to_end_with_syslog() {
     let out = lab.run(&["-c", "/bin/sh /root/.ssh/rc"], HOSTILE);
     assert_eq!(out.status.code(), Some(77));
     // A forged SSH_ORIGINAL_COMMAND does not turn an interactive login into anything.
-    let out = Command::new(BIN)
+    let out = Command::new(common::binary())
         .arg0("-rshell")
         .env_clear()
         .env("SSH_ORIGINAL_COMMAND", "rsync --server . dest/")

@@ -13,7 +13,6 @@ use std::sync::Mutex;
 
 use common::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rshell");
 static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Site {
@@ -67,8 +66,9 @@ impl Site {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\nshift\nexec /usr/bin/unshare -m --propagation private /bin/sh -c '/bin/mount --bind {} /etc/rshell.toml && exec env -i SSH_CONNECTION=\"127.0.0.1 1 127.0.0.1 22\" {BIN} -c \"$1\"' sh \"$*\"\n",
-                config.display()
+                "#!/bin/sh\nshift\nexec /usr/bin/unshare -m --propagation private /bin/sh -c '/bin/mount --bind {} /etc/rshell.toml && exec env -i SSH_CONNECTION=\"127.0.0.1 1 127.0.0.1 22\" {bin} -c \"$1\"' sh \"$*\"\n",
+                config.display(),
+                bin = common::binary()
             ),
         )
         .unwrap();

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every test of rshell, in one command (the README's test command; CI runs exactly this):
-#   1. cargo test: unit tables, the labelled corpus, the attack catalogue, CLI tests of the
-#      built binary, login-shell tests in a private mount namespace, Landlock tests;
-#   2. the static release build and its checks (LD_PRELOAD/LD_AUDIT never run in rshell);
+#   1. the static release build;
+#   2. cargo test: unit tables, the labelled corpus, the attack catalogue, and — run against
+#      that static binary — CLI tests, login-shell/forced-key tests in a private mount
+#      namespace, real-rsync and Landlock tests; then the static checks (LD_PRELOAD,
+#      LD_AUDIT and NSS modules never run in rshell);
 #   3. as root: the end-to-end suite through a private sshd on 127.0.0.1 with real
 #      accounts, rsync and rsnapshot, and the Debian package build/install/purge check.
 set -uo pipefail
@@ -23,9 +25,14 @@ suite() {
   fi
 }
 
-suite "cargo test" cargo test --locked
 suite "static release build" env RUSTFLAGS='-C target-feature=+crt-static' \
   cargo build --release --locked --target "$target"
+# The mode tests (login shell, forced keys, real rsync, CLI) run the static binary that ships.
+if [ -x "$bin" ]; then
+  suite "cargo test" env RSHELL_TEST_BIN="$bin" cargo test --locked
+else
+  suite "cargo test" cargo test --locked
+fi
 suite "static binary checks" tests/static.sh "$bin"
 if [ "$(id -u)" -eq 0 ]; then
   suite "end-to-end (private sshd)" tests/e2e/run.sh "$bin"

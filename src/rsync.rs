@@ -16,8 +16,9 @@ pub enum Value {
     Int,
     /// A non-negative decimal integer.
     Uint,
-    /// A size like `100`, `1.5M`, `2g` (`--max-size`, `--max-alloc`).
-    Size,
+    /// A size like `100`, `1.5M`, `2g` (`--max-size`), at most this many bytes when bounded
+    /// (`--max-alloc`: a client must not make the server allocate without limit, A23).
+    Size(Option<u64>),
     /// A charset name (`--iconv`).
     Charset,
     /// A comma list of names from a fixed set (checksum/compress choices).
@@ -78,6 +79,9 @@ const CHECKSUMS: &[&str] = &[
     "auto", "xxh128", "xxh3", "xxh64", "xxhash", "md5", "md4", "sha1", "none",
 ];
 const COMPRESSORS: &[&str] = &["zstd", "lz4", "zlibx", "zlib", "none", "auto"];
+
+/// The most `--max-alloc` a client may ask for (rsync's default is 1 GiB).
+pub const MAX_ALLOC_LIMIT: u64 = 8 << 30;
 
 const CLIENT_ONLY: &str = "is a client-side option that an rsync client never sends to a server";
 const SYMLINK_OUT: &str = "follows symlinks out of the confined directory";
@@ -163,8 +167,8 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "old-compress", Flag, Safe),
     row!(None, "compress-choice", Choice(COMPRESSORS), Safe),
     row!(None, "max-delete", Int, Safe),
-    row!(None, "min-size", Size, Safe),
-    row!(None, "max-size", Size, Safe),
+    row!(None, "min-size", Size(None), Safe),
+    row!(None, "max-size", Size(None), Safe),
     row!(None, "delete", Flag, Deletes),
     row!(None, "delete-before", Flag, Deletes),
     row!(None, "delete-during", Flag, Deletes),
@@ -181,7 +185,7 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "size-only", Flag, Safe),
     row!(None, "stats", Flag, Safe),
     row!(None, "skip-compress", SuffixList, Safe),
-    row!(None, "max-alloc", Size, Safe),
+    row!(None, "max-alloc", Size(Some(MAX_ALLOC_LIMIT)), Safe),
     row!(None, "ignore-missing-args", Flag, Safe),
     row!(Some('@'), "modify-window", Int, Safe),
     row!(None, "checksum-seed", Int, Safe),
@@ -662,7 +666,9 @@ fn check_value(spec: &OptSpec, v: &str) -> Result<(), ParseError> {
         Value::Flag => false,
         Value::Int => parse_int(v, true),
         Value::Uint => parse_int(v, false),
-        Value::Size => valid_size(v),
+        Value::Size(limit) => {
+            valid_size(v) && limit.is_none_or(|max| size_in_bytes(v).is_some_and(|n| n <= max))
+        }
         Value::Charset => {
             !v.is_empty()
                 && v.len() <= 64
@@ -708,6 +714,31 @@ fn parse_int(v: &str, negative_ok: bool) -> bool {
 }
 
 /// `123`, `1.5k`, `2G`, `10MB`, `1K+1` (rsync's size syntax, normalised by clients to digits).
+/// The byte count of a valid size (1024-based units; rsync's `+1`/`-1` ignored).
+fn size_in_bytes(v: &str) -> Option<u64> {
+    let v = v
+        .strip_suffix("+1")
+        .or_else(|| v.strip_suffix("-1"))
+        .unwrap_or(v);
+    let number_len = v
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
+    let (number, unit) = v.split_at(number_len);
+    let value: f64 = number.parse().ok()?;
+    let shift = match unit.to_ascii_lowercase().chars().next() {
+        None | Some('b') => 0,
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some('t') => 40,
+        Some('p') => 50,
+        Some(_) => return None,
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
 fn valid_size(v: &str) -> bool {
     let v = v
         .strip_suffix("+1")
@@ -895,5 +926,20 @@ mod tests {
     #[case("12X", false)]
     fn sizes(#[case] v: &str, #[case] ok: bool) {
         assert_eq!(valid_size(v), ok);
+    }
+
+    #[test]
+    fn max_alloc_is_bounded_but_max_size_is_not() {
+        assert!(parse_str("rsync --server -r --max-alloc=2g . d/").is_ok());
+        assert!(matches!(
+            parse_str("rsync --server -r --max-alloc=100000g . d/"),
+            Err(ParseError::BadValue(..))
+        ));
+        assert!(matches!(
+            parse_str("rsync --server -r --max-alloc=9G . d/"),
+            Err(ParseError::BadValue(..))
+        ));
+        assert!(parse_str("rsync --server -r --max-size=100000g . d/").is_ok());
+        assert_eq!(size_in_bytes("1.5k"), Some(1536));
     }
 }

@@ -295,7 +295,10 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
     "rsync --server -logDtpre.iLsfxCIvu --iconv=../../x . dest/",
     "bad value"
 )]
-#[case::a23_max_alloc_huge("rsync --server -logDtpre.iLsfxCIvu --max-alloc=1000000g . dest/", "bad value")]
+#[case::a23_max_alloc_huge(
+    "rsync --server -logDtpre.iLsfxCIvu --max-alloc=1000000g . dest/",
+    "bad value"
+)]
 #[case::a23_stop_after(
     "rsync --server -logDtpre.iLsfxCIvu --stop-after=1 . dest/",
     "--stop-after"

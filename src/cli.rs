@@ -134,11 +134,16 @@ fn strings(args: &[&OsString]) -> Result<Vec<String>, UsageError> {
 fn nested_words(command: &OsString) -> Option<Vec<String>> {
     let words = crate::command::split(command.as_encoded_bytes()).ok()?;
     let program = &words.first()?.text;
-    if program == "rshell" || program.ends_with("/rshell") {
+    if is_rshell(program) {
         Some(words[1..].iter().map(|w| w.text.clone()).collect())
     } else {
         None
     }
+}
+
+/// Is this program name or path rshell itself (a nested key, or a login shell in passwd)?
+pub fn is_rshell(program: &str) -> bool {
+    program == "rshell" || program.ends_with("/rshell")
 }
 
 /// Parse forced-key flags (rrsync's shape).

@@ -16,10 +16,6 @@ pub struct Findings {
     pub warnings: Vec<String>,
 }
 
-fn is_rshell(shell: &str) -> bool {
-    shell == "rshell" || shell.ends_with("/rshell")
-}
-
 /// `(major, minor, patch)` from `rsync --version`.
 fn rsync_version(rsync: &Path) -> Option<(u32, u32, u32)> {
     let out = std::process::Command::new(rsync)
@@ -76,7 +72,7 @@ pub fn lint(cfg: &Config) -> Findings {
     let mut f = Findings::default();
     let entries = crate::passwd::entries();
     let mut names: BTreeSet<String> = cfg.users.keys().cloned().collect();
-    for e in entries.iter().filter(|e| is_rshell(&e.shell)) {
+    for e in entries.iter().filter(|e| crate::cli::is_rshell(&e.shell)) {
         names.insert(e.name.clone());
     }
     let landlock = confine::probe();
@@ -199,7 +195,7 @@ pub fn lint(cfg: &Config) -> Findings {
     if sys::current_uid() == 0 && Path::new(crate::sshd::SSHD).exists() {
         for e in entries
             .iter()
-            .filter(|e| is_rshell(&e.shell) || has_forced_rshell_key(&e.home))
+            .filter(|e| crate::cli::is_rshell(&e.shell) || has_forced_rshell_key(&e.home))
         {
             match crate::sshd::query(&e.name) {
                 Ok(out) => f.warnings.extend(crate::sshd::findings(&e.name, &out)),
@@ -213,7 +209,7 @@ pub fn lint(cfg: &Config) -> Findings {
 
     // Forced keys whose login shell is not rshell: only as strong as that shell (design §3a).
     for e in &entries {
-        if is_rshell(&e.shell) {
+        if crate::cli::is_rshell(&e.shell) {
             continue;
         }
         if has_forced_rshell_key(&e.home) {

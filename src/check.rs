@@ -1,18 +1,30 @@
-//! The decision (design §5 `check`): a parsed request plus the effective policy becomes
-//! a [`Verdict`] — a denial with its reason, or the exact plan rshell would exec.
+//! The decision: a parsed request, the effective policy and the opened (and, for a real
+//! run, already locked) root become a [`Verdict`] — a denial with its reason, or the exact
+//! plan rshell would exec.
 //!
-//! No writes and no exec here; the only file-system access is the read-only
-//! resolution of paths beneath root (resolve.rs).
+//! Three rules shape it:
+//! - **Promises are effects.** Each option's effect on existing files is a column of the
+//!   option table ([`Class`]); [`refused_by_policy`] maps the account's promises
+//!   (read-only, write-only, `delete = false`, `overwrite = false`) onto those effects,
+//!   and [`forced_options`] adds what rsync must be told (`--ignore-existing`,
+//!   `--whole-file`, ...), last, so the client cannot undo it.
+//! - **Use what you checked.** Every path is resolved beneath the root descriptor and
+//!   rsync is handed the resolved descriptor (`/proc/self/fd/N`), never a name to look up
+//!   again; the working directory is the root descriptor itself.
+//! - **Nothing about existing names on a write-only account**: path errors there are
+//!   generic.
+//!
+//! No writes and no exec here; the only file-system access is read-only resolution.
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::confine::Ruleset;
-use crate::policy::{self, Access, ConfineMode, Policy};
-use crate::resolve::{self, Root};
-use crate::rsync::{Class, Invocation, Opt, PathBase, ServerInvocation, Value};
-use crate::sys::Account;
+use crate::policy::{self, Access, ConfineMode, Policy, Settings};
+use crate::resolve::{self, Located, Pin, Prepare, Root};
+use crate::rsync::{Class, Invocation, Opt, OptSpec, PathBase, ServerInvocation, Value};
+use crate::sys::{self, Account, LockKind};
 
 /// Everything the decision needs, already typed.
 #[derive(Debug)]
@@ -21,6 +33,12 @@ pub struct Request<'a> {
     pub client: Option<IpAddr>,
     pub invocation: &'a Invocation,
     pub policy: &'a Policy,
+    /// The effective root, opened once (a nested key's narrowed root is opened beneath
+    /// the configured one).
+    pub root: &'a Root,
+    /// Whether rsync will be guarded by Landlock (as far as it can be known before the
+    /// child applies it) — decides what rshell may leave unseen.
+    pub landlock_enforced: bool,
 }
 
 /// What would be exec'd, and how it is confined.
@@ -29,15 +47,49 @@ pub struct ExecPlan {
     pub program: PathBuf,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub cwd: PathBuf,
+    /// rsync's working directory: the root descriptor itself (shown by its path).
+    pub root: Root,
     pub umask: u32,
-    /// Take the exclusive root lock first (writers only).
-    pub lock: bool,
+    /// The lock this session takes on the configured root (before resolving).
+    pub lock: Option<LockKind>,
+    /// The configured root whose descriptor carries that lock (set by the pipeline).
+    pub locked: Option<Root>,
+    /// Descriptors rsync inherits, named in `argv` as `/proc/self/fd/N`.
+    pub pins: Vec<Pin>,
     pub confine: ConfineMode,
     pub ruleset: Ruleset,
     pub log_outcome: bool,
+    /// End the session when no byte moved for this many seconds (0: never).
+    pub timeout: u64,
     /// "push", "pull" or "daemon", for logs.
     pub kind: &'static str,
+    /// The vetted paths, root-relative, for the log record (in full).
+    pub paths: Vec<String>,
+}
+
+impl ExecPlan {
+    /// `argv` with every `/proc/self/fd/N` spelled as `<path>` (the root-relative path the
+    /// pin stands for): for people reading `--test` output, and for tests.
+    pub fn shown_argv(&self) -> Vec<String> {
+        self.argv
+            .iter()
+            .map(|word| {
+                for pin in &self.pins {
+                    let prefix = pin.word("");
+                    if let Some(rest) = word.strip_suffix("").and_then(|w| {
+                        w.find(&prefix).and_then(|at| {
+                            let after = &w[at + prefix.len()..];
+                            (after.is_empty() || after.starts_with('/'))
+                                .then(|| (w[..at].to_string(), after.to_string()))
+                        })
+                    }) {
+                        return format!("{}<{}>{}", rest.0, pin.shown, rest.1);
+                    }
+                }
+                word.clone()
+            })
+            .collect()
+    }
 }
 
 /// The decision. Never a bool.
@@ -48,7 +100,7 @@ pub enum Verdict {
     Deny(String),
 }
 
-/// The fixed environment of the exec'd rsync (design §1, issue 3): nothing from the client.
+/// The fixed environment of the exec'd rsync: nothing from the client.
 pub fn exec_env(account: &Account) -> Vec<(String, String)> {
     vec![
         ("PATH".into(), "/usr/bin:/bin".into()),
@@ -59,6 +111,31 @@ pub fn exec_env(account: &Account) -> Vec<(String, String)> {
     ]
 }
 
+/// Whether the request writes under root (a receiver, or a daemon that may write).
+pub fn writes(invocation: &Invocation, settings: &Settings) -> bool {
+    match invocation {
+        Invocation::Daemon => settings.access != Access::ReadOnly,
+        Invocation::Transfer(t) => !t.sender,
+    }
+}
+
+/// The lock a session takes on the configured root before anything is resolved: writers
+/// exclusive, readers shared, so no session of this root can swap a name between another
+/// session's check and its rsync's use of it. `lock = false` is honoured only together
+/// with `munge_links = true`: then nothing a transfer uploads can be followed as a
+/// symlink, so concurrent sessions cannot redirect each other (rrsync's `-no-lock` has the
+/// same premise).
+pub fn lock_kind(invocation: &Invocation, settings: &Settings) -> Option<LockKind> {
+    if !settings.lock && settings.munge_links {
+        return None;
+    }
+    Some(if writes(invocation, settings) {
+        LockKind::Exclusive
+    } else {
+        LockKind::Shared
+    })
+}
+
 /// Decide one request.
 pub fn decide(req: &Request) -> Verdict {
     match decide_inner(req) {
@@ -67,28 +144,30 @@ pub fn decide(req: &Request) -> Verdict {
     }
 }
 
+/// The client-address rule (`from`), checked before anything touches the disk.
+pub fn check_from(settings: &Settings, client: Option<IpAddr>) -> Result<(), String> {
+    if settings.from.is_empty() {
+        return Ok(());
+    }
+    let client = client
+        .ok_or("the policy limits client addresses (`from`) but SSH_CONNECTION gives none")?;
+    if !settings.from.iter().any(|net| net.contains(client)) {
+        return Err(format!(
+            "client address {client} is not in `from` for this user"
+        ));
+    }
+    Ok(())
+}
+
 fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
     let s = &req.policy.settings;
-    if !s.from.is_empty() {
-        let client = req
-            .client
-            .ok_or("the policy limits client addresses (`from`) but SSH_CONNECTION gives none")?;
-        if !s.from.iter().any(|net| net.contains(client)) {
-            return Err(format!(
-                "client address {client} is not in `from` for this user"
-            ));
-        }
-    }
-    let root_path = policy::expand_root(&s.root, &req.account.name, &req.account.home);
-    let root = Root::open(&root_path)?;
-    let writes = match req.invocation {
-        Invocation::Daemon => s.access != Access::ReadOnly,
-        Invocation::Transfer(t) => !t.sender,
-    };
-    if writes && !s.dangerous_writable_home && holds_home(&root_path, &req.account.home) {
+    check_from(s, req.client)?;
+    let root = req.root;
+    let writes = writes(req.invocation, s);
+    if writes && !s.dangerous_writable_home && holds_home(&root.path, &req.account.home) {
         return Err(format!(
             "root {} holds the home directory {}: write access there is refused (it could change ~/.ssh, ~/.pam_environment, shell start-up files); set dangerous_writable_home = true to allow",
-            root_path.display(),
+            root.path.display(),
             req.account.home.display()
         ));
     }
@@ -97,13 +176,17 @@ fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
         program: program.clone(),
         argv: vec![s.rsync.clone(), "--server".into()],
         env: exec_env(req.account),
-        cwd: root_path.clone(),
+        root: root.clone(),
         umask: s.umask,
-        lock: writes && s.lock,
+        lock: lock_kind(req.invocation, s),
+        locked: None,
+        pins: Vec::new(),
         confine: s.confine,
-        ruleset: Ruleset::for_transfer(&root_path, s.access, &program, &[]),
+        ruleset: Ruleset::for_transfer(&root.path, s.access, &program, &[]),
         log_outcome: s.log_outcome,
+        timeout: s.timeout,
         kind: "daemon",
+        paths: Vec::new(),
     };
     match req.invocation {
         Invocation::Daemon => {
@@ -121,7 +204,7 @@ fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
             policy::check_trusted(Path::new(&s.daemon_config))
                 .map_err(|e| format!("daemon_config {e}"))?;
             plan.ruleset = Ruleset::for_transfer(
-                &root_path,
+                &root.path,
                 s.access,
                 &program,
                 &[PathBuf::from(&s.daemon_config)],
@@ -134,7 +217,7 @@ fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
             Ok(plan)
         }
         Invocation::Transfer(t) => {
-            transfer(req, t, &root, &mut plan)?;
+            transfer(req, t, &mut plan)?;
             Ok(plan)
         }
     }
@@ -146,13 +229,86 @@ pub fn holds_home(root: &Path, home: &Path) -> bool {
     canon(home).starts_with(canon(root))
 }
 
-fn transfer(
-    req: &Request,
-    t: &ServerInvocation,
-    root: &Root,
-    plan: &mut ExecPlan,
-) -> Result<(), String> {
+/// Every option occurrence of the request with its table row and value: bundle letters
+/// and long options alike (a promise must not depend on how the client spelled it).
+fn all_specs(t: &ServerInvocation) -> impl Iterator<Item = (&'static OptSpec, Option<&str>)> + '_ {
+    t.flags
+        .iter()
+        .filter_map(|&c| crate::rsync::short_flag_spec(c))
+        .map(|spec| (spec, None))
+        .chain(t.options.iter().map(|o| (o.spec, o.value.as_deref())))
+}
+
+/// The promise an option would break under these settings, if any (for a transfer in
+/// the given direction). The reason names the option and the promise.
+pub fn refused_by_policy(
+    s: &Settings,
+    sender: bool,
+    spec: &OptSpec,
+    value: Option<&str>,
+) -> Option<String> {
+    let name = format!("--{}", spec.long);
+    let why = match (spec.class, sender) {
+        (Class::Deletes, _) if s.access == Access::ReadOnly => {
+            "deletion is not allowed for this read-only account"
+        }
+        (Class::Deletes, _) if !s.delete => "deletion is not allowed for this account",
+        (Class::Deletes, false) if s.access == Access::WriteOnly => {
+            "this account is write-only: deleting would report the names of existing files"
+        }
+        (Class::Unlinks, false) if !s.delete => {
+            "rsync removes existing files it finds there, and deletion is not allowed for this account"
+        }
+        (Class::Unlinks, false) if !s.overwrite => {
+            "rsync replaces existing files through it, and overwriting is not allowed for this account"
+        }
+        (Class::Backups, false) if !s.delete || !s.overwrite => {
+            "a backup onto an existing name replaces that file, and this account may not remove or overwrite files"
+        }
+        (Class::RevealsContent, false) if s.access == Access::WriteOnly => {
+            "this account is write-only: it would reveal the content of existing files"
+        }
+        (Class::DryRun, false) if s.access == Access::WriteOnly => {
+            "this account is write-only: a dry run would report what exists"
+        }
+        // `-` is the client's own list, sent over the protocol: nothing is read here.
+        (Class::ReadPath, _) if s.access == Access::WriteOnly && value != Some("-") => {
+            "this account is write-only: the server would read a file"
+        }
+        _ => return None,
+    };
+    Some(format!("{name} is refused: {why}"))
+}
+
+/// Options rshell appends after the client's, so they win (popt: the last occurrence of
+/// a value option counts), per the account's promises and rsync's safety options.
+pub fn forced_options(s: &Settings, sender: bool, root: &Root) -> Vec<String> {
+    let mut forced: Vec<String> = Vec::new();
+    if s.munge_links {
+        forced.push("--munge-links".into());
+    }
+    if s.fake_super {
+        forced.push("--fake-super".into());
+    }
+    if !sender {
+        forced.push("--drop-D".into());
+        if !s.overwrite {
+            forced.push("--ignore-existing".into());
+        }
+        if s.access == Access::WriteOnly {
+            // No block checksums of existing files go back to the client.
+            forced.push("--whole-file".into());
+        }
+    }
+    if s.confine_root {
+        forced.push(format!("--confine-root={}", root.path.display()));
+    }
+    forced
+}
+
+fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<(), String> {
     let s = &req.policy.settings;
+    let root = req.root;
     plan.kind = if t.sender { "pull" } else { "push" };
     match (s.access, t.sender) {
         (Access::ReadOnly, false) => {
@@ -163,93 +319,80 @@ fn transfer(
         }
         _ => {}
     }
-    let deletes_refused = !s.delete || s.access == Access::ReadOnly;
-    for opt in &t.options {
-        match opt.spec.class {
-            Class::Deletes if deletes_refused => {
-                return Err(format!(
-                    "--{} is refused: deletion is not allowed for this account",
-                    opt.spec.long
-                ))
-            }
-            Class::ReadPath
-                if s.access == Access::WriteOnly && opt.value.as_deref() != Some("-") =>
-            {
-                return Err(format!(
-                    "--{} with a server file is refused on a write-only account (it reads)",
-                    opt.spec.long
-                ))
-            }
-            _ => {}
+    for (spec, value) in all_specs(t) {
+        if let Some(reason) = refused_by_policy(s, t.sender, spec, value) {
+            return Err(reason);
         }
     }
-
-    // Paths after `.`: mapped onto root, expanded, checked beneath root.
-    let mut paths = Vec::new();
-    let mut exec_paths = Vec::new();
-    for word in &t.paths {
-        let mapped = resolve::map_client_path(word, &root.path)?;
-        for rel in resolve::expand(root, &mapped)? {
-            resolve::check_beneath(root, Path::new(""), &rel)?;
-            exec_paths.push(mapped.exec_word(&rel));
-            paths.push(rel);
-        }
+    let guarded = req.landlock_enforced || s.confine_root;
+    if t.sender && t.has("files-from") && !guarded {
+        return Err("--files-from on a download needs Landlock or --confine-root: the names come from a list rshell cannot vet".into());
     }
-    if !t.sender && paths.len() != 1 {
-        return Err(format!(
-            "an upload takes exactly one destination, the pattern gave {}",
-            paths.len()
-        ));
-    }
-
-    // The receiver's destination directory: the base of relative basis/backup/temp dirs.
-    let dest_dir = if t.sender {
-        PathBuf::new()
-    } else {
-        let dest = &paths[0];
-        let dest_path = Path::new(dest.as_str());
-        if dest.ends_with('/')
-            || dest == "."
-            || t.has_flag('r')
-            || t.has_flag('d')
-            || resolve::is_dir_beneath(root, dest_path)
-        {
-            policy::normalize(dest_path)
+    let write_only = s.access == Access::WriteOnly;
+    // On a write-only account no message may tell what exists under root.
+    let hide = |e: String| {
+        if write_only {
+            "the destination is refused (details are not shown on a write-only account)".to_string()
         } else {
-            dest_path
-                .parent()
-                .map(policy::normalize)
-                .unwrap_or_default()
+            e
         }
     };
 
-    let mut resolved_values = Vec::new();
-    for opt in &t.options {
-        if let Value::Path(base) = opt.spec.value {
-            let value = opt.value.as_deref().unwrap_or_default();
-            resolved_values.push(path_option(root, opt, base, value, &dest_dir)?);
+    let mut exec_paths = Vec::new();
+    let base: (PathBuf, usize);
+    if t.sender {
+        let relative = t.has_flag('R') && !t.has("no-relative");
+        for word in &t.paths {
+            let mapped = resolve::map_client_path(word, &root.path)?;
+            for rel in resolve::expand(root, &mapped)? {
+                let (exec, shown) = source_word(root, &mapped, &rel, relative, &mut plan.pins)?;
+                exec_paths.push(exec);
+                plan.paths.push(shown);
+            }
         }
+        base = (PathBuf::new(), 0);
+    } else {
+        let word = &t.paths[0];
+        let mapped = resolve::map_client_path(word, &root.path).map_err(hide)?;
+        if write_only && !mapped.active_glob.is_empty() {
+            return Err(
+                "wildcards in the destination are not allowed on a write-only account".into(),
+            );
+        }
+        let rels = resolve::expand(root, &mapped).map_err(hide)?;
+        let [dest] = rels.as_slice() else {
+            return Err(
+                "an upload takes exactly one destination, and the wildcard does not name exactly one"
+                    .into(),
+            );
+        };
+        let dir_like = dest.ends_with('/') || dest == "." || t.has_flag('r') || t.has_flag('d');
+        let d = dest_word(root, dest, dir_like, &mut plan.pins).map_err(hide)?;
+        exec_paths.push(d.exec);
+        plan.paths.push(d.shown);
+        base = (d.base, d.created);
     }
-    let mut values = resolved_values.into_iter();
-    let mut words = t.option_words(|_opt: &Opt| values.next());
 
-    // Forced options, after validation and last (spec §8.7): the client cannot undo them.
-    let mut forced: Vec<String> = Vec::new();
-    if s.munge_links {
-        forced.push("--munge-links".into());
-    }
-    if s.fake_super {
-        forced.push("--fake-super".into());
-    }
-    if !t.sender {
-        forced.push("--drop-D".into());
-        if !s.overwrite {
-            forced.push("--ignore-existing".into());
+    // A sender never uses receiver directories: they are dropped from its argv (rsync
+    // would ignore them), so a pull that carries `--backup-dir ../old` is not refused.
+    let mut kept = t.clone();
+    kept.options.retain(|o| {
+        !(t.sender
+            && matches!(
+                o.spec.value,
+                Value::Path(PathBase::Destination | PathBase::EachFileDir)
+            ))
+    });
+    let mut values = Vec::new();
+    for opt in &kept.options {
+        if let Value::Path(kind) = opt.spec.value {
+            values.push(path_option(root, opt, kind, &base, &mut plan.pins).map_err(hide)?);
         }
     }
-    if s.confine_root {
-        forced.push(format!("--confine-root={}", root.path.display()));
-    }
+    let mut values = values.into_iter();
+    let mut words = kept.option_words(|_opt: &Opt| values.next());
+
+    let forced = forced_options(s, t.sender, root);
     words.retain(|w| !forced.contains(w));
     if t.sender {
         plan.argv.push("--sender".into());
@@ -262,50 +405,229 @@ fn transfer(
     Ok(())
 }
 
-/// Check one path-valued option and return the value rsync gets (spec §4 "relative to").
+/// The word rsync gets for one pull source, and its root-relative spelling.
+///
+/// rsync names what it sends after the path it was given, so the pin depends on the
+/// shape (as rrsync 3.5 does): a directory with a trailing `/` is pinned itself; any
+/// other path keeps its last name beneath its pinned parent (rsync's sender does not
+/// follow a symlink there). With `-R` the whole path is the name sent: it is checked and
+/// given relative to the pinned working directory (or in root's own spelling when the
+/// client used it), and rests on the shared lock like every walk inside the tree.
+fn source_word(
+    root: &Root,
+    mapped: &resolve::Mapped,
+    rel: &str,
+    relative: bool,
+    pins: &mut Vec<Pin>,
+) -> Result<(String, String), String> {
+    let full = resolve::locate(root, Path::new(""), 0, rel)?;
+    let shown = full.shown();
+    if rel == "." || rel == "./" || relative {
+        return Ok((mapped.exec_word(rel), shown));
+    }
+    let (trimmed, tail) = if let Some(t) = rel.strip_suffix("/.") {
+        (t.trim_end_matches('/'), "/.")
+    } else if rel.ends_with('/') {
+        (rel.trim_end_matches('/'), "/")
+    } else {
+        (rel, "")
+    };
+    if !tail.is_empty() {
+        if full.missing.is_empty() && full.kind == sys::Kind::Directory {
+            let pin = Pin::new(full.existing, shown.clone(), Prepare::Nothing);
+            let word = pin.word(tail);
+            pins.push(pin);
+            return Ok((word, shown));
+        }
+        // Missing or not a directory: rsync reports it; the checked name is all it gets.
+        return Ok((mapped.exec_word(rel), shown));
+    }
+    let (parent, leaf) = match trimmed.rsplit_once('/') {
+        Some((p, l)) => (p, l),
+        None => ("", trimmed),
+    };
+    if parent.is_empty() || leaf == ".." || leaf == "." {
+        return Ok((mapped.exec_word(rel), shown));
+    }
+    let dir = resolve::locate(root, Path::new(""), 0, parent)?;
+    if !dir.missing.is_empty() || dir.kind != sys::Kind::Directory {
+        return Ok((mapped.exec_word(rel), shown));
+    }
+    let pin = Pin::new(
+        dir.existing,
+        dir.existing_rel.display().to_string(),
+        Prepare::Nothing,
+    );
+    let word = pin.word(&format!("/{leaf}"));
+    pins.push(pin);
+    Ok((word, shown))
+}
+
+/// A push destination as rsync gets it, with the base of destination-relative options.
+struct Dest {
+    exec: String,
+    shown: String,
+    /// Root-relative directory that relative `--backup-dir`, basis and temp dirs start
+    /// from, and how many of its last names rsync will create.
+    base: PathBuf,
+    created: usize,
+}
+
+fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Result<Dest, String> {
+    let trailing = if dest.ends_with('/') { "/" } else { "" };
+    let loc = resolve::locate(root, Path::new(""), 0, dest)?;
+    let shown = loc.shown();
+    let at_root = loc.existing_rel.as_os_str().is_empty();
+    if loc.missing.is_empty() && loc.kind == sys::Kind::Directory {
+        let base = loc.existing_rel.clone();
+        let exec = if at_root {
+            format!(".{trailing}")
+        } else {
+            let pin = Pin::new(loc.existing, shown.clone(), Prepare::Nothing);
+            let w = pin.word(trailing);
+            pins.push(pin);
+            w
+        };
+        return Ok(Dest {
+            exec,
+            shown,
+            base,
+            created: 0,
+        });
+    }
+    if loc.missing.is_empty() {
+        // An existing file (or other non-directory): rsync replaces it by name in its
+        // parent directory, which is then the base.
+        let trimmed = dest.trim_end_matches('/');
+        let (parent, leaf) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+        let dir = resolve::locate(root, Path::new(""), 0, parent)?;
+        if !dir.missing.is_empty() || dir.kind != sys::Kind::Directory {
+            return Err(format!("{dest:?}: its directory does not exist"));
+        }
+        let base = dir.existing_rel.clone();
+        let exec = if base.as_os_str().is_empty() {
+            format!("./{leaf}")
+        } else {
+            let pin = Pin::new(dir.existing, base.display().to_string(), Prepare::Nothing);
+            let w = pin.word(&format!("/{leaf}"));
+            pins.push(pin);
+            w
+        };
+        return Ok(Dest {
+            exec,
+            shown,
+            base,
+            created: 0,
+        });
+    }
+    // Missing names beneath an existing directory: rsync creates them.
+    let tail = resolve::suffix(&loc.missing);
+    let mut base = loc.existing_rel.clone();
+    let created = if dir_like {
+        base.extend(&loc.missing);
+        loc.missing.len()
+    } else {
+        base.extend(&loc.missing[..loc.missing.len() - 1]);
+        loc.missing.len() - 1
+    };
+    let exec = if at_root {
+        format!(".{tail}{trailing}")
+    } else {
+        let pin = Pin::new(
+            loc.existing,
+            loc.existing_rel.display().to_string(),
+            Prepare::Nothing,
+        );
+        let w = pin.word(&format!("{tail}{trailing}"));
+        pins.push(pin);
+        w
+    };
+    Ok(Dest {
+        exec,
+        shown,
+        base,
+        created,
+    })
+}
+
+/// Check one path-valued option and return the value rsync gets.
+///
+/// Relative values start where rsync starts them (the destination directory for basis,
+/// backup and temp dirs; each file's directory for `--partial-dir`; root for
+/// `--files-from`); a leading `/` or `~` means root. The result is pinned, so rsync uses
+/// the directory that was checked. A missing `--backup-dir` (or root-anchored
+/// `--partial-dir`) is created at exec time beneath its pinned parent, a missing basis
+/// directory becomes an empty unnamed directory: the transfer can then not plant a
+/// symlink at that name first.
 fn path_option(
     root: &Root,
     opt: &Opt,
-    base: PathBase,
-    value: &str,
-    dest_dir: &Path,
+    kind: PathBase,
+    base: &(PathBuf, usize),
+    pins: &mut Vec<Pin>,
 ) -> Result<String, String> {
     let name = opt.spec.long;
-    if base == PathBase::Start && value == "-" {
+    let value = opt.value.as_deref().unwrap_or_default();
+    let err = |e: String| format!("--{name}: {e}");
+    if kind == PathBase::Start && value == "-" {
+        return Ok(value.to_string());
+    }
+    let tilde = value == "~" || value.starts_with("~/");
+    if value.starts_with('~') && !tilde {
+        return Err(format!("--{name}={value}: `~user` paths are not allowed"));
+    }
+    let anchored = value.starts_with('/') || tilde;
+    if kind == PathBase::EachFileDir && !anchored {
+        resolve::plain_name(value).map_err(err)?;
         return Ok(value.to_string());
     }
     let word = crate::command::Word {
         text: value.to_string(),
         position: 0,
         active_glob: Vec::new(),
-        tilde: value == "~" || value.starts_with("~/"),
+        tilde,
     };
-    if value.starts_with('~') && !word.tilde {
-        return Err(format!("--{name}={value}: `~user` paths are not allowed"));
+    let mapped = resolve::map_client_path(&word, &root.path).map_err(err)?;
+    let loc: Located = if anchored || kind == PathBase::Start {
+        resolve::locate(root, Path::new(""), 0, &mapped.rel)
+    } else {
+        resolve::locate(root, &base.0, base.1, value)
     }
-    let absolute = value.starts_with('/') || word.tilde;
-    let mapped =
-        resolve::map_client_path(&word, &root.path).map_err(|e| format!("--{name}: {e}"))?;
-    if absolute {
-        // Anchored at root: hand rsync root's real absolute path.
-        resolve::check_beneath(root, Path::new(""), &mapped.rel)
-            .map_err(|e| format!("--{name}: {e}"))?;
-        return Ok(policy::normalize(&root.path.join(&mapped.rel))
-            .display()
-            .to_string());
-    }
-    match base {
-        PathBase::EachFileDir => {
-            resolve::plain_relative(value).map_err(|e| format!("--{name}: {e}"))?;
-            resolve::check_beneath(root, dest_dir, value).map_err(|e| format!("--{name}: {e}"))?;
+    .map_err(err)?;
+    let shown = loc.shown();
+    let exists = loc.missing.is_empty();
+    let is_dir = loc.kind == sys::Kind::Directory;
+    let pin = match (name, exists) {
+        ("files-from", true) if loc.kind == sys::Kind::File => {
+            Pin::new(loc.existing, shown, Prepare::Nothing)
         }
-        PathBase::Destination => {
-            resolve::check_beneath(root, dest_dir, value).map_err(|e| format!("--{name}: {e}"))?;
+        ("files-from", _) => return Err(err(format!("{shown:?} is not an existing file"))),
+        (_, true) if !is_dir => return Err(err(format!("{shown:?} is not a directory"))),
+        (_, true) => Pin::new(loc.existing, shown, Prepare::Nothing),
+        ("temp-dir", false) => {
+            return Err(err(format!(
+                "{shown:?} does not exist (rsync needs an existing directory)"
+            )))
         }
-        PathBase::Start => {
-            resolve::check_beneath(root, Path::new(""), value)
-                .map_err(|e| format!("--{name}: {e}"))?;
+        ("backup-dir" | "partial-dir", false) => {
+            let mode = if name == "partial-dir" { 0o700 } else { 0o777 };
+            Pin::new(
+                loc.existing,
+                shown,
+                Prepare::CreateDirs {
+                    names: loc.missing,
+                    mode,
+                },
+            )
         }
-    }
-    Ok(value.to_string())
+        ("compare-dest" | "copy-dest" | "link-dest", false) => {
+            // Any descriptor reserves the number; the empty directory replaces it at exec.
+            let reserve = sys::dup(&root.fd).map_err(|e| err(e.desc().to_string()))?;
+            Pin::new(reserve, shown, Prepare::EmptyDir)
+        }
+        _ => return Err(err(format!("{shown:?} does not exist"))),
+    };
+    let word = pin.word("");
+    pins.push(pin);
+    Ok(word)
 }

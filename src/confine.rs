@@ -17,10 +17,11 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access as _, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath, PathFd,
+    Access as _, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath,
     RestrictSelf, RulesetAttr, RulesetCreatedAttr, RulesetStatus, ABI,
 };
 
@@ -295,7 +296,11 @@ pub fn probe() -> Result<u32, String> {
 /// - `Require`: `Err` unless every rule is enforced with every right of the kernel's ABI ≥ 2.
 ///
 /// On `Err(ConfineError::Failed)` the caller must not exec rsync.
-pub fn apply(ruleset: &Ruleset, mode: ConfineMode) -> Result<Status, ConfineError> {
+pub fn apply(
+    ruleset: &Ruleset,
+    mode: ConfineMode,
+    root: BorrowedFd,
+) -> Result<Status, ConfineError> {
     let abi = match plan(mode, probe()) {
         Plan::Skip(status) => return Ok(status),
         Plan::Refuse(reason) => return Err(ConfineError::Required(reason)),
@@ -305,7 +310,7 @@ pub fn apply(ruleset: &Ruleset, mode: ConfineMode) -> Result<Status, ConfineErro
         ConfineMode::Require => CompatLevel::HardRequirement,
         _ => CompatLevel::BestEffort,
     };
-    let status = restrict(ruleset, landlock_abi(abi), level)?;
+    let status = restrict(ruleset, landlock_abi(abi), level, root)?;
     if !status.no_new_privs {
         return Err(ConfineError::Failed(
             "no_new_privs could not be set".to_string(),
@@ -343,6 +348,7 @@ fn restrict(
     ruleset: &Ruleset,
     abi: ABI,
     level: CompatLevel,
+    root_fd: BorrowedFd,
 ) -> Result<landlock::RestrictionStatus, ConfineError> {
     let failed = |e: landlock::RulesetError| ConfineError::Failed(e.to_string());
     let mut created = landlock::Ruleset::default()
@@ -353,8 +359,17 @@ fn restrict(
         .map_err(failed)?;
     let root = ruleset.root();
     for (kind, path) in ruleset.rules() {
-        let Some(rule) = path_rule(path, kind.rights(abi), Some(path) == root)? else {
-            continue;
+        let rule = if Some(path) == root {
+            // The root rule is built from the descriptor every check used, never by name.
+            let fd = root_fd
+                .try_clone_to_owned()
+                .map_err(|e| ConfineError::Failed(format!("root descriptor: {e}")))?;
+            PathBeneath::new(fd, kind.rights(abi))
+        } else {
+            let Some(rule) = path_rule(path, kind.rights(abi))? else {
+                continue;
+            };
+            rule
         };
         created = created.add_rule(rule).map_err(failed)?;
     }
@@ -367,12 +382,15 @@ fn restrict(
 fn path_rule(
     path: &Path,
     rights: BitFlags<AccessFs>,
-    is_root: bool,
-) -> Result<Option<PathBeneath<PathFd>>, ConfineError> {
-    let fd = match PathFd::new(path) {
+) -> Result<Option<PathBeneath<OwnedFd>>, ConfineError> {
+    let fd = match nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
         Ok(fd) => fd,
-        Err(_) if !is_root && !path.exists() => return Ok(None),
-        Err(e) => return Err(ConfineError::Failed(e.to_string())),
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(ConfineError::Failed(format!("{}: {e}", path.display()))),
     };
     let stat = nix::sys::stat::fstat(&fd)
         .map_err(|e| ConfineError::Failed(format!("stat {}: {e}", path.display())))?;

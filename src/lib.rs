@@ -27,12 +27,14 @@ pub mod sys;
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use check::{ExecPlan, Request, Verdict};
 use cli::{KeyFlags, Mode};
 use policy::{Access, Config, ConfigError, Layer, Policy, Source};
+use resolve::Root;
 use sys::{Account, SshContext};
 
 /// Exit codes (design §4), outside rsync's own 1–35.
@@ -92,6 +94,11 @@ pub struct Evaluation {
 
 /// Every step up to the decision, identical for a real run and `--test`.
 pub fn evaluate(input: &Input) -> Evaluation {
+    evaluate_with(input, false)
+}
+
+/// [`evaluate`], taking the root lock before resolving when `take_lock` (a real run).
+fn evaluate_with(input: &Input, take_lock: bool) -> Evaluation {
     let policy = match load_policy(input) {
         Ok(p) => p,
         Err(f) => {
@@ -101,7 +108,7 @@ pub fn evaluate(input: &Input) -> Evaluation {
             }
         }
     };
-    let outcome = decide_command(input, &policy);
+    let outcome = decide_with(input, &policy, take_lock);
     Evaluation {
         policy: Some(policy),
         outcome,
@@ -143,25 +150,66 @@ fn load_policy(input: &Input) -> Result<Policy, Failure> {
     Ok(policy)
 }
 
-/// The steps after the policy is known: split, parse, decide. Public so the policy
-/// tables in tests can run the real code on a parsed (not file-loaded) policy.
+/// The steps after the policy is known: split, parse, open the root, decide. Public so
+/// the policy tables in tests can run the real code on a parsed (not file-loaded) policy.
+/// Takes no lock (`--test` and tests); a real run locks first (see [`serve`]).
 pub fn decide_command(input: &Input, policy: &Policy) -> Result<ExecPlan, Failure> {
+    decide_with(input, policy, false)
+}
+
+fn decide_with(input: &Input, policy: &Policy, take_lock: bool) -> Result<ExecPlan, Failure> {
     if input.form == Form::Standalone && input.command == b"true" {
         return Err(Failure::Probe);
     }
+    let denied = |e: String| Failure::Denied(e);
     let words = command::split(input.command).map_err(|e| Failure::Denied(e.to_string()))?;
     let invocation =
         rsync::parse(&words, &policy.settings.rsync).map_err(|e| Failure::Denied(e.to_string()))?;
+    let s = &policy.settings;
+    check::check_from(s, input.client).map_err(denied)?;
+    // The configured root is opened once; the lock is taken on it before anything beneath
+    // it is resolved, and held (by rsync, which inherits the descriptor) until rsync exits.
+    let configured = Root::open(&policy::expand_root(
+        &s.root,
+        &input.account.name,
+        &input.account.home,
+    ))
+    .map_err(denied)?;
+    let lock = check::lock_kind(&invocation, s);
+    if take_lock {
+        if let Some(kind) = lock {
+            sys::lock(&configured.fd, &configured.path, kind, LOCK_TIMEOUT)
+                .map_err(|e| Failure::Denied(e.to_string()))?;
+        }
+    }
+    let root = match &policy.subdir {
+        Some(rel) => configured.beneath(rel).map_err(denied)?,
+        None => configured.clone(),
+    };
     let request = Request {
         account: input.account,
         client: input.client,
         invocation: &invocation,
         policy,
+        root: &root,
+        landlock_enforced: landlock_will_enforce(s.confine),
     };
     match check::decide(&request) {
-        Verdict::Allow(plan) => Ok(plan),
+        Verdict::Allow(mut plan) => {
+            plan.locked = lock.map(|_| configured);
+            Ok(plan)
+        }
         Verdict::Deny(reason) => Err(Failure::Denied(reason)),
     }
+}
+
+/// Whether Landlock will be enforced for this mode on this kernel (the same table the
+/// child applies).
+pub fn landlock_will_enforce(mode: policy::ConfineMode) -> bool {
+    matches!(
+        confine::plan(mode, confine::probe()),
+        confine::Plan::Enforce { .. }
+    )
 }
 
 /// A standalone key's flags as a policy layer (authoritative, rrsync semantics:
@@ -189,21 +237,31 @@ fn key_dir(dir: &str, home: &Path) -> PathBuf {
     })
 }
 
-/// A nested key may only narrow the configured policy (design §2).
+/// A nested key may only narrow the configured policy. Its DIR is expanded (`%u`, `~`)
+/// first and must then lie, by its spelling, beneath the configured root; it is opened
+/// later beneath the configured root's descriptor (RESOLVE_BENEATH), so no symlink along
+/// it can lead out and it is never re-resolved by name.
 fn narrow(policy: &mut Policy, key: &KeyFlags, account: &Account) -> Result<(), String> {
     let mut layer = Layer::default();
     if let Some(dir) = &key.dir {
         let configured = policy::expand_root(&policy.settings.root, &account.name, &account.home);
-        let wanted = key_dir(dir, &account.home);
-        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        if dir.split('/').any(|c| c == "..") || !canon(&wanted).starts_with(canon(&configured)) {
-            return Err(format!(
+        let wanted = policy::expand_root(
+            &key_dir(dir, &account.home).display().to_string(),
+            &account.name,
+            &account.home,
+        );
+        let outside = || {
+            format!(
                 "the key's directory {} is not inside the configured root {}",
                 wanted.display(),
                 configured.display()
-            ));
+            )
+        };
+        if dir.split('/').any(|c| c == "..") {
+            return Err(outside());
         }
-        layer.root = Some(wanted.display().to_string());
+        let rel = wanted.strip_prefix(&configured).map_err(|_| outside())?;
+        policy.subdir = (!rel.as_os_str().is_empty()).then(|| rel.to_path_buf());
     }
     if let Some(wanted) = key.access {
         let now = policy.settings.access;
@@ -233,6 +291,8 @@ fn narrow(policy: &mut Policy, key: &KeyFlags, account: &Account) -> Result<(), 
 /// The entry point: argv and the captured sshd variables (the environment is already
 /// clear). Returns the exit code; on success it does not return (rsync runs instead).
 pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
+    // No same-uid process may ptrace rshell while it decides.
+    sys::set_not_dumpable();
     let mode = match cli::parse(&args, ctx.original_command.is_some()) {
         Ok(m) => m,
         Err(e) => {
@@ -350,7 +410,7 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
         client,
         command: &command_bytes,
     };
-    let evaluation = evaluate(&input);
+    let evaluation = evaluate_with(&input, true);
     if let Some(p) = &evaluation.policy {
         record.section = p.section.to_string();
     }
@@ -385,59 +445,64 @@ fn refuse(record: &mut log::Decision, reason: &str, code: i32) -> i32 {
     code
 }
 
-/// What Landlock will do for this plan, as far as can be known before the child applies it.
+/// What Landlock will do for this plan, as far as can be known before the child applies
+/// it: the same decision table the child uses, with its ABI cap.
 pub fn predicted_landlock(plan: &ExecPlan) -> String {
-    match (plan.confine, confine::probe()) {
-        (policy::ConfineMode::Off, _) => "landlock=off".into(),
-        (_, Ok(abi)) if abi >= 2 => format!("landlock=enforced(abi {abi})"),
-        (_, Ok(abi)) => format!("landlock=unavailable(abi {abi} < 2)"),
-        (_, Err(why)) => format!("landlock=unavailable({why})"),
+    match confine::plan(plan.confine, confine::probe()) {
+        confine::Plan::Skip(status) => status.to_string(),
+        confine::Plan::Refuse(why) => format!("landlock=refused({why})"),
+        confine::Plan::Enforce { abi } => confine::Status::Enforced { abi }.to_string(),
     }
 }
 
-/// Lock, fork (for the outcome record), confine and exec.
+/// Prepare the pins, fork (for the outcome record and the idle timeout), confine and exec.
+/// The root lock was taken before the paths were resolved; rsync inherits it.
 fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
-    let cwd = match sys::open_dir(&plan.cwd) {
-        Ok(fd) => fd,
-        Err(e) => {
-            eprintln!("rshell: denied: root {}: {}", plan.cwd.display(), e.desc());
+    // Directories rshell creates for pins get the policy's umask, as rsync's would.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
+    for pin in &plan.pins {
+        let made = match &pin.prepare {
+            resolve::Prepare::Nothing => continue,
+            resolve::Prepare::CreateDirs { names, mode } => {
+                sys::create_dirs_beneath(&pin.fd, names, *mode)
+            }
+            resolve::Prepare::EmptyDir => sys::empty_unnamed_dir(&plan.root.fd),
+        }
+        .and_then(|fd| sys::move_fd_to(fd, pin.fd.as_raw_fd()));
+        if let Err(e) = made {
+            let why = format!("cannot prepare {}: {}", pin.shown, e.desc());
+            eprintln!("rshell: denied: {}", log::escape(&why, 1024));
+            log::send(
+                &format!(
+                    "deny user={} reason=\"{}\"",
+                    record.user,
+                    log::escape(&why, 256)
+                ),
+                true,
+            );
             return EXIT_SYSTEM;
         }
-    };
-    let lock = if plan.lock {
-        match sys::lock_root(&plan.cwd, LOCK_TIMEOUT) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                eprintln!("rshell: denied: {e}");
-                log::send(
-                    &format!(
-                        "deny user={} reason=\"{}\"",
-                        record.user,
-                        log::escape(&e.to_string(), 256)
-                    ),
-                    true,
-                );
-                return EXIT_SYSTEM;
-            }
-        }
-    } else {
-        None
-    };
-    let keep: Vec<i32> = lock.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    }
+    let mut keep: Vec<i32> = plan.pins.iter().map(|p| p.fd.as_raw_fd()).collect();
+    if let Some(locked) = &plan.locked {
+        keep.push(locked.fd.as_raw_fd());
+    }
+    let forked = plan.log_outcome || plan.timeout > 0;
     let image = sys::ExecImage {
         program: &plan.program,
         argv: &plan.argv,
         env: &plan.env,
-        cwd: &cwd,
+        cwd: &plan.root.fd,
         umask: plan.umask,
         keep: &keep,
+        new_process_group: forked,
     };
     let confine = || {
-        confine::apply(&plan.ruleset, plan.confine)
+        confine::apply(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    if !plan.log_outcome {
+    if !forked {
         let err = sys::exec(&image, confine);
         return exec_failed(&err);
     }
@@ -456,20 +521,28 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             // hands its files to root and an unprivileged parent could no longer open them.
             let io = std::fs::File::open(format!("/proc/{pid}/io")).ok();
             sys::release_session_stdio();
-            drop(lock);
-            let (code, line) = match sys::wait_with_io(pid, io) {
-                Ok((kind, io)) => {
-                    let (code, status) = match kind {
+            let idle = (plan.timeout > 0).then(|| Duration::from_secs(plan.timeout));
+            let (code, line) = match sys::wait_with_io(pid, io, idle) {
+                Ok(ended) => {
+                    let (code, status) = match ended.kind {
                         sys::ExitKind::Code(c) => (c, format!("exit={c}")),
                         sys::ExitKind::Signal(s) => (128 + s, format!("signal={s}")),
                     };
-                    let io = io.map_or("io=unknown".to_string(), |(r, w)| {
+                    let io = ended.io.map_or("io=unknown".to_string(), |(r, w)| {
                         format!("read_bytes={r} written_bytes={w}")
                     });
-                    (code, status + " " + &io)
+                    let idle = if ended.idle_killed {
+                        format!(" idle_timeout={}", plan.timeout)
+                    } else {
+                        String::new()
+                    };
+                    (code, status + " " + &io + &idle)
                 }
                 Err(e) => (EXIT_SYSTEM, format!("wait failed: {e}")),
             };
+            if !plan.log_outcome {
+                return code;
+            }
             log::send(
                 &format!(
                     "outcome user={} uid={} from={} {} duration_ms={} {}",

@@ -36,6 +36,7 @@ pub const KEYS: &[&str] = &[
     "daemon",
     "daemon_config",
     "dangerous_writable_home",
+    "timeout",
 ];
 
 /// What the user may do under root (design §3 `access`).
@@ -117,6 +118,7 @@ pub struct Layer {
     pub daemon: Option<bool>,
     pub daemon_config: Option<String>,
     pub dangerous_writable_home: Option<bool>,
+    pub timeout: Option<u64>,
 }
 
 /// The effective settings for one request.
@@ -139,7 +141,13 @@ pub struct Settings {
     pub daemon: bool,
     pub daemon_config: String,
     pub dangerous_writable_home: bool,
+    /// Seconds without a byte moved before rshell ends the session (0: never).
+    pub timeout: u64,
 }
+
+/// The default idle timeout: long enough for a slow disk on the client, short enough that
+/// a stalled client does not keep the root lock all night.
+pub const DEFAULT_TIMEOUT: u64 = 600;
 
 impl Default for Settings {
     /// The built-in defaults (design §3).
@@ -161,6 +169,7 @@ impl Default for Settings {
             daemon: false,
             daemon_config: String::new(),
             dangerous_writable_home: false,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -174,6 +183,9 @@ pub struct Policy {
     pub section: Source,
     /// Whether any config section (`[defaults]`, group, user) applied.
     pub configured: bool,
+    /// A nested key's directory, relative to the configured root: opened beneath the
+    /// configured root's descriptor, never by its own absolute name.
+    pub subdir: Option<PathBuf>,
 }
 
 macro_rules! layer_keys {
@@ -194,6 +206,7 @@ macro_rules! layer_keys {
         $apply!(daemon, "daemon");
         $apply!(daemon_config, "daemon_config");
         $apply!(dangerous_writable_home, "dangerous_writable_home");
+        $apply!(timeout, "timeout");
     };
 }
 
@@ -209,6 +222,7 @@ impl Policy {
             sources,
             section: Source::BuiltIn,
             configured: false,
+            subdir: None,
         }
     }
 
@@ -230,7 +244,7 @@ impl Policy {
     pub fn rows(&self) -> Vec<(&'static str, String, String)> {
         let s = &self.settings;
         let from: Vec<String> = s.from.iter().map(|c| c.to_string()).collect();
-        let values: [(&'static str, String); 16] = [
+        let values: [(&'static str, String); 17] = [
             ("rsync", s.rsync.clone()),
             ("root", s.root.clone()),
             ("access", s.access.to_string()),
@@ -250,6 +264,7 @@ impl Policy {
                 "dangerous_writable_home",
                 s.dangerous_writable_home.to_string(),
             ),
+            ("timeout", s.timeout.to_string()),
         ];
         values
             .into_iter()
@@ -332,6 +347,7 @@ struct RawSection {
     daemon: Option<bool>,
     daemon_config: Option<Spanned<String>>,
     dangerous_writable_home: Option<bool>,
+    timeout: Option<Spanned<i64>>,
 }
 
 /// 1-based line and column of a byte offset.
@@ -420,6 +436,21 @@ impl Ctx<'_> {
             Some(v) => Some(spanned_abs(v, "daemon_config")?),
             None => None,
         };
+        let timeout = match raw.timeout {
+            Some(v) => match u64::try_from(*v.get_ref()) {
+                Ok(n) if n <= 7 * 24 * 3600 => Some(n),
+                _ => {
+                    return Err(self.err(
+                        v.span().start,
+                        format!(
+                            "{name}: `timeout` must be a number of seconds from 0 (never) to 604800, got {}",
+                            v.get_ref()
+                        ),
+                    ))
+                }
+            },
+            None => None,
+        };
         Ok(Layer {
             rsync,
             root,
@@ -437,6 +468,7 @@ impl Ctx<'_> {
             daemon: raw.daemon,
             daemon_config,
             dangerous_writable_home: raw.dangerous_writable_home,
+            timeout,
         })
     }
 }

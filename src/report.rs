@@ -124,22 +124,32 @@ fn to_text(input: &Input, e: &Evaluation) -> String {
         let argv: Vec<String> = plan.argv.iter().map(|a| quote(a)).collect();
         out += &format!("exec: {}\n", plan.program.display());
         out += &format!("argv: {}\n", argv.join(" "));
+        let shown: Vec<String> = plan.shown_argv().iter().map(|a| quote(a)).collect();
+        out += &format!("argv (pins as <path>): {}\n", shown.join(" "));
         let env: Vec<String> = plan
             .env
             .iter()
             .map(|(k, v)| format!("{k}={}", quote(v)))
             .collect();
         out += &format!("env: {}\n", env.join(" "));
-        out += &format!("cwd: {}\n", plan.cwd.display());
-        out += &format!("umask: {:04o}\n", plan.umask);
         out += &format!(
-            "lock: {}\n",
-            if plan.lock {
-                "exclusive lock on root"
-            } else {
-                "none"
-            }
+            "cwd: {} (the opened root descriptor)\n",
+            plan.root.path.display()
         );
+        out += &format!("umask: {:04o}\n", plan.umask);
+        out += &format!("lock: {}\n", lock_text(plan));
+        for pin in &plan.pins {
+            let when = match &pin.prepare {
+                crate::resolve::Prepare::Nothing => String::new(),
+                crate::resolve::Prepare::CreateDirs { names, .. } => {
+                    format!(" (created at run time: {})", names.join("/"))
+                }
+                crate::resolve::Prepare::EmptyDir => {
+                    " (missing: an empty unnamed directory at run time)".to_string()
+                }
+            };
+            out += &format!("pin: {} = {}{when}\n", pin.word(""), quote(&pin.shown));
+        }
         out += &format!(
             "outcome record: {}\n",
             if plan.log_outcome {
@@ -160,6 +170,22 @@ fn to_text(input: &Input, e: &Evaluation) -> String {
     out
 }
 
+fn lock_text(plan: &crate::check::ExecPlan) -> String {
+    let root = plan.locked.as_ref().map_or_else(
+        || "the configured root".to_string(),
+        |r| r.path.display().to_string(),
+    );
+    match plan.lock {
+        Some(crate::sys::LockKind::Exclusive) => {
+            format!("exclusive lock on {root} (taken before resolving)")
+        }
+        Some(crate::sys::LockKind::Shared) => {
+            format!("shared lock on {root} (taken before resolving)")
+        }
+        None => "none (lock = false with munge_links = true)".to_string(),
+    }
+}
+
 fn to_json(input: &Input, e: &Evaluation) -> serde_json::Value {
     let (verdict, reason) = verdict_and_reason(e);
     let policy = e.policy.as_ref().map(|p| {
@@ -173,10 +199,12 @@ fn to_json(input: &Input, e: &Evaluation) -> serde_json::Value {
         json!({
             "program": plan.program,
             "argv": plan.argv,
+            "shown_argv": plan.shown_argv(),
             "env": plan.env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-            "cwd": plan.cwd,
+            "cwd": plan.root.path,
+            "pins": plan.pins.iter().map(|p| json!({"fd": p.word(""), "path": p.shown})).collect::<Vec<_>>(),
             "umask": format!("{:04o}", plan.umask),
-            "lock": plan.lock,
+            "lock": lock_text(plan),
             "log_outcome": plan.log_outcome,
             "confine": plan.confine,
             "landlock": crate::predicted_landlock(plan),

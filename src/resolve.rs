@@ -1,16 +1,24 @@
-//! Client paths beneath root (design §3 "Paths"): map `/`, `~` and root's own absolute
-//! spelling onto root, expand unquoted wildcards inside root as a shell would, and
-//! check every result with the kernel's own resolution beneath an open root directory
-//! (openat2 RESOLVE_BENEATH), so `..` and symlinks cannot lead out.
+//! Client paths beneath root: map `/`, `~` and root's own absolute spelling onto root,
+//! expand unquoted wildcards inside root as a shell would, and resolve every result with
+//! the kernel's own resolution beneath the opened root directory (openat2
+//! RESOLVE_BENEATH), so `..` and symlinks cannot lead out.
 //!
-//! Read-only file-system access only; the opened descriptors are dropped after checking
-//! (the exec'd rsync is confined by Landlock, which closes the check-to-use window).
+//! What rsync uses must be exactly what was checked: [`locate`] returns the deepest
+//! existing component as an open descriptor, and the decision hands rsync that descriptor
+//! (`/proc/self/fd/N`, inherited across exec: the kernel's magic link reaches the pinned
+//! inode whatever happens to the names afterwards) plus the names that do not exist yet.
+//! Missing names may only be plain names; `..` may cancel only a name that rsync itself
+//! will create as a directory (the destination), never a name the transfer could create
+//! as a symlink first.
+//!
+//! Read-only file-system access only; creating directories for pins happens at exec time.
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 
@@ -21,23 +29,51 @@ use crate::sys;
 pub const MAX_EXPANSION: usize = 1000;
 
 /// An opened root directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Root {
+    /// The administrator's spelling (for messages, `--confine-root`, Landlock's display).
     pub path: PathBuf,
-    pub fd: OwnedFd,
+    /// The directory itself, opened once: every resolution starts here, rsync's working
+    /// directory is set from it, the lock is taken on it, Landlock's rule is built from it.
+    pub fd: Arc<OwnedFd>,
 }
 
+impl PartialEq for Root {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.fd.as_raw_fd() == other.fd.as_raw_fd()
+    }
+}
+impl Eq for Root {}
+
 impl Root {
-    /// Open root; a missing root is a denial, never an implicit mkdir (design §3).
+    /// Open root; a missing root is a denial, never an implicit mkdir.
     pub fn open(path: &Path) -> Result<Root, String> {
         match sys::open_dir(path) {
             Ok(fd) => Ok(Root {
                 path: path.to_path_buf(),
-                fd,
+                fd: Arc::new(fd),
             }),
             Err(Errno::ENOENT) => Err(format!("root {} does not exist", path.display())),
             Err(Errno::ENOTDIR) => Err(format!("root {} is not a directory", path.display())),
             Err(e) => Err(format!("root {}: {}", path.display(), e.desc())),
+        }
+    }
+
+    /// A directory beneath this root, opened through this root's descriptor (a nested
+    /// key's narrowed root): never re-resolved by its absolute name.
+    pub fn beneath(&self, rel: &Path) -> Result<Root, String> {
+        let path = self.path.join(rel);
+        match sys::open_dir_beneath(&self.fd, rel) {
+            Ok(fd) => Ok(Root {
+                path,
+                fd: Arc::new(fd),
+            }),
+            Err(Errno::ENOENT) => Err(format!("directory {} does not exist", path.display())),
+            Err(Errno::EXDEV) | Err(Errno::ELOOP) => Err(format!(
+                "directory {} leads outside the configured root",
+                path.display()
+            )),
+            Err(e) => Err(format!("directory {}: {}", path.display(), e.desc())),
         }
     }
 }
@@ -121,73 +157,172 @@ pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
     })
 }
 
-/// Check that `rel` (relative to `base`, itself relative to root) stays beneath root.
-/// The existing part is resolved by the kernel (RESOLVE_BENEATH); missing trailing
-/// components may only be plain names, with `..` cancelling a missing name as rsync
-/// will see it once it creates that directory (`--link-dest=../prev` into a new snapshot).
-pub fn check_beneath(root: &Root, base: &Path, rel: &str) -> Result<(), String> {
-    check_components(root, &base.join(rel), rel, 0)
+/// Where a path lies beneath root, as the kernel resolves it now.
+#[derive(Debug)]
+pub struct Located {
+    /// The deepest existing component, opened (`O_PATH`, pinned).
+    pub existing: OwnedFd,
+    /// Its root-relative spelling as checked (for messages and `--test`).
+    pub existing_rel: PathBuf,
+    /// What it is.
+    pub kind: sys::Kind,
+    /// The plain names after it that do not exist yet.
+    pub missing: Vec<String>,
 }
 
-fn check_components(root: &Root, full: &Path, shown: &str, depth: usize) -> Result<(), String> {
-    let comps: Vec<Component> = full.components().collect();
-    if comps
-        .iter()
-        .any(|c| matches!(c, Component::RootDir | Component::Prefix(_)))
-    {
+impl Located {
+    /// The root-relative spelling of the whole path, for `--test` and logs.
+    pub fn shown(&self) -> String {
+        let mut p = self.existing_rel.clone();
+        p.extend(&self.missing);
+        let s = p.display().to_string();
+        if s.is_empty() {
+            ".".into()
+        } else {
+            s
+        }
+    }
+}
+
+/// Resolve `rel`, taken relative to `base` (itself root-relative), beneath root.
+///
+/// The last `created` components of `base` do not exist yet and rsync will create them as
+/// real directories (a new destination): a `..` right after one of them cancels it, as it
+/// will for rsync once the directory exists (`--link-dest=../prev` into a new snapshot).
+/// Any other `..` after a missing name is refused: the transfer itself could create that
+/// name as a symlink first. The existing part is resolved by the kernel and pinned.
+pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Located, String> {
+    let shown = rel;
+    if Path::new(rel).is_absolute() {
         return Err(format!("{shown:?} is absolute"));
     }
-    let mut n = comps.len();
-    loop {
-        let prefix: PathBuf = comps[..n].iter().collect();
-        match sys::open_beneath(&root.fd, &prefix) {
-            Ok(_) => break,
-            Err(Errno::ENOENT) if n > 0 => n -= 1,
-            Err(Errno::EXDEV) => return Err(format!("{shown:?} leads outside root")),
-            Err(Errno::ELOOP) => {
-                return Err(format!(
-                    "{shown:?} goes through a symlink that is not allowed"
-                ))
+    let base_len = base.components().count();
+    let creatable_from = base_len.saturating_sub(created);
+    // Components tagged with whether rsync itself creates them as directories.
+    let mut comps: Vec<(Component, bool)> = base
+        .components()
+        .enumerate()
+        .map(|(i, c)| (c, i >= creatable_from))
+        .chain(Path::new(rel).components().map(|c| (c, false)))
+        .filter(|(c, _)| !matches!(c, Component::CurDir))
+        .collect();
+    for _round in 0..64 {
+        // The longest existing prefix.
+        let mut n = comps.len();
+        let existing = loop {
+            let prefix: PathBuf = comps[..n].iter().map(|(c, _)| c).collect();
+            match sys::open_beneath(&root.fd, &prefix) {
+                Ok(fd) => break (fd, prefix),
+                Err(Errno::ENOENT) if n > 0 => n -= 1,
+                Err(e) => return Err(resolve_error(shown, e)),
             }
-            Err(Errno::ENOTDIR) => {
-                return Err(format!("{shown:?}: a component is not a directory"))
+        };
+        // The missing remainder: `created/..` pairs cancel; any other `..` is refused.
+        let mut rest: Vec<(Component, bool)> = Vec::new();
+        let mut cancelled = false;
+        for &(c, creatable) in &comps[n..] {
+            match c {
+                Component::ParentDir => match rest.last() {
+                    Some((Component::Normal(_), true)) => {
+                        rest.pop();
+                        cancelled = true;
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{shown:?}: `..` after a name that does not exist yet (the transfer could create it as a symlink)"
+                        ))
+                    }
+                },
+                other => rest.push((other, creatable)),
             }
-            Err(Errno::EACCES) => return Err(format!("{shown:?}: permission denied")),
-            Err(e) => return Err(format!("{shown:?}: {}", e.desc())),
         }
-    }
-    // The missing remainder, with `name/..` pairs cancelled.
-    let mut rest: Vec<Component> = Vec::new();
-    for c in &comps[n..] {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir if matches!(rest.last(), Some(Component::Normal(_))) => {
-                rest.pop();
-            }
-            other => rest.push(*other),
+        if cancelled {
+            // `..` may now climb into the existing part: let the kernel resolve again.
+            comps = comps[..n].iter().copied().chain(rest).collect();
+            continue;
         }
-    }
-    let next: PathBuf = comps[..n].iter().chain(rest.iter()).collect();
-    if next != full {
-        // A cancelled `name/..` changes what exists (and `..` may climb above the existing
-        // part): let the kernel resolve the shorter path again.
-        if depth > 64 {
-            return Err(format!("{shown:?}: too many `..`"));
+        let kind = sys::kind(&existing.0).map_err(|e| resolve_error(shown, e))?;
+        let mut missing = Vec::new();
+        for (c, _) in &rest {
+            let Component::Normal(name) = c else {
+                return Err(format!("{shown:?}: not a plain name"));
+            };
+            let name = name
+                .to_str()
+                .ok_or_else(|| format!("{shown:?}: a name is not UTF-8"))?;
+            missing.push(name.to_string());
         }
-        return check_components(root, &next, shown, depth + 1);
+        if !missing.is_empty() && kind != sys::Kind::Directory {
+            return Err(format!("{shown:?}: a component is not a directory"));
+        }
+        return Ok(Located {
+            existing: existing.0,
+            existing_rel: existing.1,
+            kind,
+            missing,
+        });
     }
-    if rest.iter().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(format!("{shown:?}: `..` after a missing directory"));
-    }
-    Ok(())
+    Err(format!("{shown:?}: too many `..`"))
 }
 
-/// True if the path (relative to root) exists and is a directory beneath root.
-pub fn is_dir_beneath(root: &Root, rel: &Path) -> bool {
-    sys::open_beneath(&root.fd, rel)
-        .ok()
-        .and_then(|fd| sys::kind(&fd).ok())
-        == Some(sys::Kind::Directory)
+fn resolve_error(shown: &str, e: Errno) -> String {
+    match e {
+        Errno::EXDEV => format!("{shown:?} leads outside root"),
+        Errno::ELOOP => format!("{shown:?} goes through a symlink that is not allowed"),
+        Errno::ENOTDIR => format!("{shown:?}: a component is not a directory"),
+        Errno::EACCES => format!("{shown:?}: permission denied"),
+        e => format!("{shown:?}: {}", e.desc()),
+    }
+}
+
+/// A descriptor rsync inherits and is named in its argv as `/proc/self/fd/N`.
+#[derive(Debug, Clone)]
+pub struct Pin {
+    pub fd: Arc<OwnedFd>,
+    /// What it stands for, root-relative (for `--test` and logs).
+    pub shown: String,
+    /// Work to do at exec time (never in `--test`).
+    pub prepare: Prepare,
+}
+
+impl PartialEq for Pin {
+    fn eq(&self, other: &Self) -> bool {
+        self.fd.as_raw_fd() == other.fd.as_raw_fd() && self.shown == other.shown
+    }
+}
+impl Eq for Pin {}
+
+/// What must happen to a pin right before exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepare {
+    /// Nothing: the descriptor already holds what rsync gets.
+    Nothing,
+    /// `fd` holds the existing parent; create `names` beneath it as directories with
+    /// `mode`, then put the last one at `fd`'s number.
+    CreateDirs { names: Vec<String>, mode: u32 },
+    /// Put an empty unnamed directory (made beneath root) at `fd`'s number: a missing
+    /// basis directory rsync may only read.
+    EmptyDir,
+}
+
+impl Pin {
+    pub fn new(fd: OwnedFd, shown: impl Into<String>, prepare: Prepare) -> Pin {
+        Pin {
+            fd: Arc::new(fd),
+            shown: shown.into(),
+            prepare,
+        }
+    }
+
+    /// The path rsync is given for this pin, followed by `suffix` (`""`, `"/"`, `"/name"`).
+    pub fn word(&self, suffix: &str) -> String {
+        format!("/proc/self/fd/{}{suffix}", self.fd.as_raw_fd())
+    }
+}
+
+/// Join names as a relative suffix: `["a", "b"]` → `"/a/b"`.
+pub fn suffix(names: &[String]) -> String {
+    names.iter().map(|n| format!("/{n}")).collect()
 }
 
 /// Expand unquoted wildcards beneath root as a shell would. No match: the word stays
@@ -357,13 +492,13 @@ fn match_class(pat: &[u8], c: u8) -> Option<usize> {
     (matched != negate).then_some(i + 1)
 }
 
-/// Reject `..` anywhere (for `--partial-dir`, which rsync applies in every directory).
-pub fn plain_relative(rel: &str) -> Result<(), String> {
-    if Path::new(rel)
-        .components()
-        .any(|c| matches!(c, Component::ParentDir))
-    {
-        return Err(format!("{rel:?} must not contain `..`"));
+/// One plain name (for a relative `--partial-dir`, which rsync applies in every
+/// directory of the transfer and itself refuses to follow when it is not a directory).
+pub fn plain_name(rel: &str) -> Result<(), String> {
+    if rel.is_empty() || rel == "." || rel == ".." || rel.contains('/') {
+        return Err(format!(
+            "{rel:?} must be one plain name, without `/` or `..` (or start with `/` for one directory beneath root)"
+        ));
     }
     Ok(())
 }
@@ -432,7 +567,9 @@ mod tests {
 
     #[test]
     fn partial_dir_must_be_plain() {
-        assert!(plain_relative(".rsync-partial").is_ok());
-        assert!(plain_relative("../x").is_err());
+        assert!(plain_name(".rsync-partial").is_ok());
+        assert!(plain_name("../x").is_err());
+        assert!(plain_name("a/b").is_err());
+        assert!(plain_name("..").is_err());
     }
 }

@@ -49,15 +49,27 @@ pub enum PathBase {
     Start,
 }
 
-/// What rshell's policy makes of an option.
+/// What an option does to existing files on the server: the promises of the policy
+/// (read-only, write-only, `delete = false`, `overwrite = false`) refuse options by these
+/// effects (see `check::refused_by_policy`), not by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// Harmless in every mode.
+    /// Changes nothing that a promise covers.
     Safe,
-    /// Deletes files on the server: refused under `delete = false` and read-only.
+    /// Removes existing files or directories (`--delete*`, `--remove-*-files`, `--force`);
+    /// with `-v`/`-i` the deleted names are also reported to the client.
     Deletes,
-    /// A path-valued option the receiver writes through.
-    WritePath,
+    /// rsync itself unlinks existing files it finds in these places (`--partial-dir`
+    /// basis files, `--delay-updates`' `.~tmp~` leftovers).
+    Unlinks,
+    /// Moves or replaces existing files as backups (a backup onto an existing name
+    /// replaces that file).
+    Backups,
+    /// Makes the receiver reveal something of existing content to the client: block
+    /// checksums (`--no-W`), whole-file checksum comparison (`-c`), fuzzy basis, append.
+    RevealsContent,
+    /// Reports what would happen without doing it (`-n`).
+    DryRun,
     /// A path-valued option the server reads (`--files-from`): refused in write-only.
     ReadPath,
     /// Refused always, with this reason.
@@ -108,15 +120,15 @@ pub static OPTIONS: &[OptSpec] = &[
     // --- flags that may appear in a bundle (spec §3), with their long spellings
     row!(Some('v'), "verbose", Flag, Safe),
     row!(Some('q'), "quiet", Flag, Safe),
-    row!(Some('b'), "backup", Flag, Safe),
+    row!(Some('b'), "backup", Flag, Backups),
     row!(Some('u'), "update", Flag, Safe),
-    row!(Some('n'), "dry-run", Flag, Safe),
+    row!(Some('n'), "dry-run", Flag, DryRun),
     row!(Some('l'), "links", Flag, Safe),
     row!(Some('d'), "dirs", Flag, Safe),
     row!(Some('m'), "prune-empty-dirs", Flag, Safe),
     row!(Some('O'), "omit-dir-times", Flag, Safe),
     row!(Some('J'), "omit-link-times", Flag, Safe),
-    row!(Some('y'), "fuzzy", Flag, Safe),
+    row!(Some('y'), "fuzzy", Flag, RevealsContent),
     row!(Some('W'), "whole-file", Flag, Safe),
     row!(Some('H'), "hard-links", Flag, Safe),
     row!(Some('o'), "owner", Flag, Safe),
@@ -130,7 +142,7 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(Some('A'), "acls", Flag, Safe),
     row!(Some('X'), "xattrs", Flag, Safe),
     row!(Some('r'), "recursive", Flag, Safe),
-    row!(Some('c'), "checksum", Flag, Safe),
+    row!(Some('c'), "checksum", Flag, RevealsContent),
     row!(Some('C'), "cvs-exclude", Flag, Safe),
     row!(Some('I'), "ignore-times", Flag, Safe),
     row!(Some('R'), "relative", Flag, Safe),
@@ -160,8 +172,8 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(Some('B'), "block-size", Uint, Safe),
     row!(None, "timeout", Uint, Safe),
     row!(None, "bwlimit", Uint, Safe),
-    row!(None, "backup-dir", Path(PathBase::Destination), WritePath),
-    row!(None, "suffix", Suffix, Safe),
+    row!(None, "backup-dir", Path(PathBase::Destination), Backups),
+    row!(None, "suffix", Suffix, Backups),
     row!(None, "checksum-choice", Choice(CHECKSUMS), Safe),
     row!(None, "new-compress", Flag, Safe),
     row!(None, "old-compress", Flag, Safe),
@@ -189,8 +201,8 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "ignore-missing-args", Flag, Safe),
     row!(Some('@'), "modify-window", Int, Safe),
     row!(None, "checksum-seed", Int, Safe),
-    row!(None, "partial-dir", Path(PathBase::EachFileDir), WritePath),
-    row!(None, "delay-updates", Flag, Safe),
+    row!(None, "partial-dir", Path(PathBase::EachFileDir), Unlinks),
+    row!(None, "delay-updates", Flag, Unlinks),
     row!(None, "partial", Flag, Safe),
     row!(None, "safe-links", Flag, Safe),
     row!(None, "numeric-ids", Flag, Safe),
@@ -198,20 +210,15 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "groupmap", Map, Safe),
     row!(None, "ignore-existing", Flag, Safe),
     row!(None, "existing", Flag, Safe),
-    row!(
-        Some('T'),
-        "temp-dir",
-        Path(PathBase::Destination),
-        WritePath
-    ),
+    row!(Some('T'), "temp-dir", Path(PathBase::Destination), Safe),
     row!(None, "fsync", Flag, Safe),
-    row!(None, "compare-dest", Path(PathBase::Destination), WritePath),
-    row!(None, "copy-dest", Path(PathBase::Destination), WritePath),
-    row!(None, "link-dest", Path(PathBase::Destination), WritePath),
+    row!(None, "compare-dest", Path(PathBase::Destination), Safe),
+    row!(None, "copy-dest", Path(PathBase::Destination), Safe),
+    row!(None, "link-dest", Path(PathBase::Destination), Safe),
     row!(None, "info", InfoWords, Safe),
-    row!(None, "append", Flag, Safe),
+    row!(None, "append", Flag, RevealsContent),
     row!(None, "inplace", Flag, Safe),
-    row!(None, "no-W", Flag, Safe),
+    row!(None, "no-W", Flag, RevealsContent),
     row!(None, "files-from", Path(PathBase::Start), ReadPath),
     row!(None, "from0", Flag, Safe),
     row!(None, "no-relative", Flag, Safe),
@@ -376,6 +383,11 @@ fn short_flag(letter: char) -> Option<&'static OptSpec> {
         .find(|o| o.short == Some(letter) && o.value == Value::Flag)
 }
 
+/// The table row of a bundle letter (for the policy's effect checks).
+pub fn short_flag_spec(letter: char) -> Option<&'static OptSpec> {
+    short_flag(letter)
+}
+
 /// Look up an exact long spelling.
 pub fn long_option(name: &str) -> Option<&'static OptSpec> {
     OPTIONS.iter().find(|o| o.long == name)
@@ -454,6 +466,10 @@ pub enum ParseError {
     TooMany(String, usize),
     #[error("{0}")]
     Daemon(&'static str),
+    #[error(
+        "the value of {0} contains `!#:+`, which rsync's option parser replaces with the next word"
+    )]
+    PoptSyntax(String),
 }
 
 /// Parse split words into an [`Invocation`] (spec §2.2, §11 steps 3–8).
@@ -661,7 +677,15 @@ fn push_option(
     Ok(())
 }
 
+/// popt replaces `!#:+` inside any option value with the next word of the command line
+/// and removes that word (rsync 3.x with popt 1.18/1.19, also across `--`): the paths
+/// rsync would use are then not the ones rshell checked.
+pub const POPT_NEXT_ARG: &str = "!#:+";
+
 fn check_value(spec: &OptSpec, v: &str) -> Result<(), ParseError> {
+    if v.contains(POPT_NEXT_ARG) {
+        return Err(ParseError::PoptSyntax(format!("--{}", spec.long)));
+    }
     let ok = match spec.value {
         Value::Flag => false,
         Value::Int => parse_int(v, true),

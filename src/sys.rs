@@ -128,10 +128,38 @@ pub enum Kind {
 }
 
 /// Open a directory the administrator named (root): follows the admin's own symlinks.
+/// Opened for reading, not `O_PATH`, because the same descriptor carries the root lock
+/// (flock(2) needs an open file description) and becomes rsync's working directory.
+/// A root the account may only search (mode `--x`) is opened `O_PATH` instead; locking it
+/// then fails with a clear error.
 pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
-    fcntl::open(
+    match fcntl::open(
         path,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Err(Errno::EACCES) => fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+        other => other,
+    }
+}
+
+/// Open the directory `rel` beneath `dir` (openat2 RESOLVE_BENEATH, like
+/// [`open_beneath`]) for reading: a nested key's narrowed root, which is then locked,
+/// resolved beneath and used as rsync's working directory by this one descriptor.
+pub fn open_dir_beneath(dir: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
+    let pinned = open_beneath(dir, rel)?;
+    if kind(&pinned)? != Kind::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    // Re-open the pinned directory itself (not its name) for reading.
+    fcntl::openat(
+        pinned.as_fd(),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
 }
@@ -216,30 +244,136 @@ pub fn list_dir(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
     Ok(names)
 }
 
-/// Take an exclusive lock on root, waiting at most `timeout` (design §3a Locking).
-/// The returned descriptor keeps the lock; rsync inherits it.
-pub fn lock_root(root: &Path, timeout: Duration) -> Result<OwnedFd, SysError> {
-    let fd = fcntl::open(
-        root,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| SysError::Io(root.display().to_string(), e))?;
+/// How a session holds the root lock: writers exclusively, readers shared, so no writer
+/// can change a name between rshell's check and rsync's use of it while anyone works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// Lock the opened root, waiting at most `timeout`. The lock belongs to the open file
+/// description of `root`, so it is held for as long as rsync (which inherits the
+/// descriptor) or any process it forks keeps it open.
+pub fn lock(
+    root: &OwnedFd,
+    shown: &Path,
+    kind: LockKind,
+    timeout: Duration,
+) -> Result<(), SysError> {
+    let op = match kind {
+        LockKind::Shared => libc::LOCK_SH,
+        LockKind::Exclusive => libc::LOCK_EX,
+    };
     let start = Instant::now();
     loop {
         // SAFETY: flock(2) on a descriptor we own and keep open; no memory is involved.
-        let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let rc = unsafe { libc::flock(root.as_raw_fd(), op | libc::LOCK_NB) };
         let result = if rc == 0 { Ok(()) } else { Err(Errno::last()) };
         match result {
-            Ok(()) => return Ok(fd),
+            Ok(()) => return Ok(()),
             Err(Errno::EWOULDBLOCK) | Err(Errno::EINTR) if start.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(50));
             }
             Err(Errno::EWOULDBLOCK) => {
-                return Err(SysError::LockTimeout(root.to_path_buf(), timeout.as_secs()))
+                return Err(SysError::LockTimeout(
+                    shown.to_path_buf(),
+                    timeout.as_secs(),
+                ))
             }
-            Err(e) => return Err(SysError::Io(format!("lock {}", root.display()), e)),
+            Err(e) => return Err(SysError::Io(format!("lock {}", shown.display()), e)),
         }
+    }
+}
+
+/// Create the directories `names` one by one beneath `dir` (mode `mode`, masked by the
+/// umask), never following a symlink, and return the last one opened. An existing
+/// directory is used as it is; an existing non-directory or symlink is an error. Used for
+/// receiver option directories (`--backup-dir`) so that rsync is handed a directory that
+/// exists before the transfer could plant a symlink at its name.
+pub fn create_dirs_beneath(dir: &OwnedFd, names: &[String], mode: u32) -> Result<OwnedFd, Errno> {
+    let mut current = fcntl::openat(
+        dir.as_fd(),
+        ".",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    for name in names {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(Errno::EINVAL);
+        }
+        match nix::sys::stat::mkdirat(
+            current.as_fd(),
+            name.as_str(),
+            Mode::from_bits_truncate(mode),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        current = fcntl::openat(
+            current.as_fd(),
+            name.as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+    }
+    Ok(current)
+}
+
+/// An empty directory with no name: created beneath `dir`, opened, then removed while
+/// the descriptor stays open. rsync reads basis files through it and finds none, exactly
+/// as for a missing basis directory, but no transfer can ever put anything there.
+pub fn empty_unnamed_dir(dir: &OwnedFd) -> Result<OwnedFd, Errno> {
+    let name = format!(".rshell-empty-basis.{}", std::process::id());
+    match nix::sys::stat::mkdirat(dir.as_fd(), name.as_str(), Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let fd = fcntl::openat(
+        dir.as_fd(),
+        name.as_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    nix::unistd::unlinkat(
+        dir.as_fd(),
+        name.as_str(),
+        nix::unistd::UnlinkatFlags::RemoveDir,
+    )?;
+    if !list_dir(&fd)?.is_empty() {
+        return Err(Errno::ENOTEMPTY);
+    }
+    Ok(fd)
+}
+
+/// Put `fd` at descriptor number `target` (replacing what is there), for pins whose
+/// number was reserved when the plan was made.
+pub fn move_fd_to(fd: OwnedFd, target: RawFd) -> Result<(), Errno> {
+    if fd.as_raw_fd() == target {
+        std::mem::forget(fd);
+        return Ok(());
+    }
+    // SAFETY: dup3 only manipulates this process's descriptor table; `target` is a number
+    // the caller reserved and owns (its OwnedFd is never used again after this call).
+    let rc = unsafe { libc::dup3(fd.as_raw_fd(), target, libc::O_CLOEXEC) };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// A second descriptor for the same open file (to reserve a descriptor number).
+pub fn dup(fd: &OwnedFd) -> Result<OwnedFd, Errno> {
+    fd.try_clone()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
+}
+
+/// Forbid ptrace and core dumps of rshell (a same-uid process could otherwise attach and
+/// steer the decision); the exec'd rsync gets the kernel's default again.
+pub fn set_not_dumpable() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
 }
 
@@ -250,8 +384,11 @@ pub struct ExecImage<'a> {
     pub env: &'a [(String, String)],
     pub cwd: &'a OwnedFd,
     pub umask: u32,
-    /// Descriptors besides 0–2 that rsync keeps (the root lock).
+    /// Descriptors besides 0–2 that rsync keeps (the root lock, the pinned paths).
     pub keep: &'a [RawFd],
+    /// Start a new process group (the forked child), so that everything rsync forks can
+    /// be ended together.
+    pub new_process_group: bool,
 }
 
 fn cstring(s: &[u8]) -> Result<CString, Errno> {
@@ -294,7 +431,17 @@ pub fn exec(image: &ExecImage, confine: impl FnOnce() -> Result<(), String>) -> 
         mark_cloexec_fallback();
     }
     for fd in image.keep {
-        set_cloexec(*fd, false);
+        // Without this rsync would run without the lock or its pinned paths: fail closed.
+        if let Err(e) = set_cloexec(*fd, false) {
+            return SysError::Io(format!("keep descriptor {fd}"), e);
+        }
+    }
+    if image.new_process_group {
+        if let Err(e) =
+            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
+        {
+            return SysError::Io("setpgid".into(), e);
+        }
     }
     if let Err(why) = confine() {
         return SysError::Confine(why);
@@ -313,19 +460,22 @@ fn mark_cloexec_fallback() {
             .filter(|fd| *fd > 2)
             .collect();
         for fd in fds {
-            set_cloexec(fd, true);
+            // A descriptor that vanished meanwhile (EBADF) needs no flag.
+            let _ = set_cloexec(fd, true);
         }
     }
 }
 
 /// Set or clear FD_CLOEXEC on a raw descriptor number.
-fn set_cloexec(fd: RawFd, on: bool) {
+fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
     let flag = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: F_SETFD only changes a flag of the descriptor table entry; an invalid
-    // number fails with EBADF, which we ignore.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETFD, flag);
+    // number fails with EBADF, which is reported.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, flag) };
+    if rc < 0 {
+        return Err(Errno::last());
     }
+    Ok(())
 }
 
 /// The result of fork.
@@ -334,15 +484,35 @@ pub enum Forked {
     Parent(i32),
 }
 
-/// Fork the process (for the outcome record, design §3a).
+/// Fork the process (for the outcome record and the idle timeout).
+///
+/// Sound only in a single-threaded process: after fork only the calling thread exists in
+/// the child, and a lock another thread held (the allocator's, stdio's) would stay locked
+/// forever. rshell's main path never spawns threads; this checks it (the kernel's thread
+/// count of this process) and refuses otherwise, so a multi-threaded caller such as a
+/// test harness gets an error instead of undefined behaviour.
 pub fn fork() -> Result<Forked, SysError> {
-    // SAFETY: rshell is single-threaded (it never spawns threads), so the child may
-    // run arbitrary code until it execs.
+    if thread_count() != Some(1) {
+        return Err(SysError::Io(
+            "fork (process is not single-threaded)".into(),
+            Errno::EDEADLK,
+        ));
+    }
+    // SAFETY: checked just above that this process has exactly one thread, so the child
+    // may run arbitrary code until it execs.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child.as_raw())),
         Err(e) => Err(SysError::Io("fork".into(), e)),
     }
+}
+
+/// The number of threads of this process, from /proc/self/stat (field 20).
+fn thread_count() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may contain spaces and parentheses: count after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(17)?.parse().ok()
 }
 
 /// In the parent after fork: point stdin and stdout at /dev/null, so that only rsync
@@ -366,36 +536,134 @@ pub enum ExitKind {
     Signal(i32),
 }
 
-/// Wait for `pid` to end, read its I/O counters before reaping it, then reap.
-/// Returns how it ended and `(read_bytes, write_bytes)` from /proc (None if unavailable).
+/// How a waited-for session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub kind: ExitKind,
+    /// `(rchar, wchar)` of the rsync process (None if unavailable).
+    pub io: Option<(u64, u64)>,
+    /// Ended by rshell because no byte moved for the idle timeout.
+    pub idle_killed: bool,
+}
+
+/// Wait for `pid` (the leader of its own process group) to end. While it runs, end the
+/// whole group if neither it nor its children read or wrote a byte for `idle` (a stalled
+/// client would otherwise hold the root lock forever: rsync's server has no timeout of its
+/// own that survives a stopped client). Read its I/O counters before reaping it, then
+/// reap, and end whatever else is left in its process group (a forked receiver that
+/// would keep the lock).
 pub fn wait_with_io(
     pid: i32,
     io_file: Option<std::fs::File>,
-) -> Result<(ExitKind, Option<(u64, u64)>), SysError> {
+    idle: Option<Duration>,
+) -> Result<Ended, SysError> {
     use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
-    let pid = nix::unistd::Pid::from_raw(pid);
+    let child = nix::unistd::Pid::from_raw(pid);
+    let exited = pidfd_open(pid);
+    let mut last_io = None;
+    let mut last_change = Instant::now();
+    let mut idle_killed = false;
+    let tick = Duration::from_millis(500);
     loop {
-        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+        match waitid(
+            Id::Pid(child),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
+        ) {
+            Ok(WaitStatus::StillAlive) => {}
             Ok(_) => break,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(SysError::Io("waitid".into(), e)),
         }
+        wait_readable(exited.as_ref(), tick);
+        let Some(limit) = idle else { continue };
+        let now_io = group_io(pid);
+        if now_io != last_io {
+            last_io = now_io;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= limit && !idle_killed {
+            idle_killed = true;
+            kill_group(pid, nix::sys::signal::Signal::SIGTERM);
+            last_change = Instant::now() - limit + Duration::from_secs(2);
+        } else if idle_killed && last_change.elapsed() >= limit {
+            kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
     let io = io_file.and_then(read_proc_io);
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok((ExitKind::Code(code), io)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok((ExitKind::Signal(sig as i32), io)),
+    let kind = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => break ExitKind::Code(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => break ExitKind::Signal(sig as i32),
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(e) => return Err(SysError::Io("waitpid".into(), e)),
         }
+    };
+    // rsync's receiver forks; if the leader died by a signal its child may live on with
+    // the lock. The group is ours alone (the child called setpgid), so end all of it.
+    kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+    Ok(Ended {
+        kind,
+        io,
+        idle_killed,
+    })
+}
+
+fn kill_group(pgid: i32, signal: nix::sys::signal::Signal) {
+    // ESRCH (nobody left) is the normal case after a clean exit.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+}
+
+/// A descriptor that becomes readable when `pid` exits (Linux 5.3+), so the wait wakes at
+/// once instead of at the next tick.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1; the
+    // returned descriptor is owned by nothing else, so wrapping it in OwnedFd is sound.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if rc < 0 {
+        return None;
+    }
+    let fd = RawFd::try_from(rc).ok()?;
+    // SAFETY: see above: a fresh descriptor returned by the kernel to us alone.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn wait_readable(fd: Option<&OwnedFd>, timeout: Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    match fd {
+        Some(fd) => {
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
+                .unwrap_or(PollTimeout::NONE);
+            let _ = poll(&mut fds, ms);
+        }
+        None => std::thread::sleep(timeout.min(Duration::from_millis(100))),
     }
 }
 
-fn read_proc_io(mut file: std::fs::File) -> Option<(u64, u64)> {
-    use std::io::Read;
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
+/// rchar + wchar of `pid` and its direct children (rsync's receiver is a child of the
+/// generator): any byte moved by any of them counts as activity.
+fn group_io(pid: i32) -> Option<u64> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let mut total = 0u64;
+    let mut any = false;
+    for p in std::iter::once(pid.to_string()).chain(children.split_whitespace().map(str::to_string))
+    {
+        if let Some((r, w)) = std::fs::File::open(format!("/proc/{p}/io"))
+            .ok()
+            .and_then(read_proc_io)
+        {
+            total = total.wrapping_add(r).wrapping_add(w);
+            any = true;
+        }
+    }
+    any.then_some(total)
+}
+
+fn read_proc_io(file: std::fs::File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 4096];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
     let field = |name: &str| -> Option<u64> {
         text.lines()
             .find_map(|l| l.strip_prefix(name))

@@ -71,7 +71,10 @@ fn test_mode_prints_verdict_section_and_exact_argv() {
     assert!(t.contains("section: [users.root]"), "{t}");
     assert!(t.contains(&format!("root = {root}  ([users.root])")), "{t}");
     assert!(t.contains("access = read-write  (built-in)"), "{t}");
-    assert!(t.contains(&format!("argv: /usr/bin/rsync --server -vlogDtpre.iLsfxCIvu --drop-D '--confine-root={root}' -- . dest/")), "{t}");
+    assert!(t.contains(&format!("argv (pins as <path>): /usr/bin/rsync --server -vlogDtpre.iLsfxCIvu --drop-D '--confine-root={root}' -- . '<dest>/'")), "{t}");
+    // The exact argv hands rsync the checked directory itself, and says which it is.
+    assert!(t.contains("-- . /proc/self/fd/"), "{t}");
+    assert!(t.contains("pin: /proc/self/fd/"), "{t}");
     assert!(
         t.contains("env: PATH=/usr/bin:/bin USER=root LOGNAME=root LANG=C LC_ALL=C"),
         "{t}"
@@ -120,7 +123,11 @@ fn test_mode_json_is_one_object_with_the_plan() {
     assert_eq!(v["policy"]["from"]["source"], "[users.root]");
     assert_eq!(v["plan"]["cwd"], root);
     assert_eq!(v["plan"]["argv"][2], "--sender");
-    assert_eq!(v["plan"]["lock"], false, "readers never lock");
+    let lock = v["plan"]["lock"].as_str().unwrap();
+    assert!(
+        lock.starts_with("shared lock on"),
+        "readers take the shared lock: {lock}"
+    );
     let out = rshell(&[
         "--test",
         "rsync --server --sender -logDtpre.iLsfxCIvu . dest/",

@@ -57,7 +57,16 @@ fn child_process_entry() {
     if let Some(errno) = spec["simulate"].first() {
         simulate_kernel_without_landlock(errno.parse().unwrap());
     }
-    match confine::apply(&ruleset, mode) {
+    // The root rule is built from an opened descriptor, as the real pipeline does.
+    let root_fd = std::fs::File::open(
+        ruleset
+            .read_write
+            .first()
+            .or(ruleset.read_only.first())
+            .expect("a root rule"),
+    )
+    .expect("open the root");
+    match confine::apply(&ruleset, mode, std::os::fd::AsFd::as_fd(&root_fd)) {
         Ok(status) => eprintln!("confine-status: {status}"),
         Err(e) => {
             eprintln!("confine-error: {e}");

@@ -10,6 +10,14 @@ use rshell::Failure;
 #[test]
 fn every_corpus_string_gets_its_labelled_verdict() {
     let world = World::new("corpus");
+    // What the captured commands name and rsync needs to exist: temp dirs (rsync refuses a
+    // missing one) and server-side file lists.
+    for d in ["tmp/stage", "dest/stage", "remote", "srv/data"] {
+        std::fs::create_dir_all(world.root.join(d)).unwrap();
+    }
+    for f in ["remote/list.txt", "srv/list.txt", "srv/list0.txt"] {
+        std::fs::write(world.root.join(f), "a.txt\n").unwrap();
+    }
     let policy = world.policy(REFERENCE);
     let table = include_str!("corpus-verdicts.tsv");
     let mut checked = 0;

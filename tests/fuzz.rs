@@ -154,8 +154,8 @@ impl Fuzz {
         if argv.get(1).map(String::as_str) != Some("--server") {
             return Err("argv[1] is not --server".into());
         }
-        if plan.cwd != self.world.root {
-            return Err(format!("cwd {} is not root", plan.cwd.display()));
+        if plan.root.path != self.world.root {
+            return Err(format!("cwd {} is not root", plan.root.path.display()));
         }
         if argv.iter().any(|a| a.contains('\0')) {
             return Err("NUL in argv".into());
@@ -182,7 +182,22 @@ impl Fuzz {
         if argv.iter().position(|a| a == ".") != Some(dd + 1) {
             return Err("a `.` word before `--`".into());
         }
-        let paths = &argv[dd + 2..];
+        // Pinned paths (`/proc/self/fd/N`) are checked as the root-relative path the pin
+        // stands for; every `/proc/self/fd/` word must be one of this plan's pins.
+        let shown = plan.shown_argv();
+        if shown.iter().any(|a| a.contains("/proc/self/fd/")) {
+            return Err(format!("an unpinned /proc/self/fd path in {argv:?}"));
+        }
+        let unpinned: Vec<String> = shown[dd + 2..]
+            .iter()
+            .map(
+                |p| match p.strip_prefix('<').and_then(|r| r.split_once('>')) {
+                    Some((pin, rest)) => format!("{pin}{rest}"),
+                    None => p.clone(),
+                },
+            )
+            .collect();
+        let paths = &unpinned;
         if paths.is_empty() {
             return Err("no path after `.`".into());
         }
@@ -214,7 +229,8 @@ impl Fuzz {
                 }
             }
         }
-        let options = &argv[2..dd];
+        // Option values are checked as the paths their pins stand for (root-relative).
+        let options = &shown[2..dd];
         let sender = options.iter().any(|o| o == "--sender");
         if sender != (plan.kind == "pull") {
             return Err("--sender and the plan kind disagree".into());
@@ -226,7 +242,12 @@ impl Fuzz {
             if let Some((long, value)) = o.strip_prefix("--").and_then(|l| l.split_once('=')) {
                 let is_path = rshell::rsync::long_option(long)
                     .is_some_and(|spec| matches!(spec.value, rshell::rsync::Value::Path(_)));
+                let pinned_inside = value
+                    .strip_prefix('<')
+                    .and_then(|v| v.strip_suffix('>'))
+                    .is_some_and(|rel| lexically_outside(rel).is_none());
                 if is_path
+                    && !pinned_inside
                     && value.starts_with('/')
                     && !Path::new(value).starts_with(&self.world.root)
                 {

@@ -230,9 +230,17 @@ fn login_shell_modes_end_to_end_with_syslog() {
             &format!("--confine-root={root}"),
             "--",
             ".",
-            "dest/"
+            args.last().copied().unwrap_or_default(),
         ]
     );
+    // The destination is the checked directory itself, inherited as a descriptor: it is
+    // among the fake rsync's open descriptors and resolves to root's dest.
+    let dest = args.last().copied().unwrap_or_default();
+    let fd = dest
+        .strip_prefix("/proc/self/fd/")
+        .and_then(|r| r.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("destination {dest:?} is not a pinned descriptor"));
+    assert!(rec.lines().any(|l| l == format!("FD {fd}")), "{rec}");
     let env: Vec<&str> = rec
         .lines()
         .filter_map(|l| l.strip_prefix("ENV "))
@@ -257,12 +265,13 @@ fn login_shell_modes_end_to_end_with_syslog() {
         rec.contains("LOCK held"),
         "a writer holds the root lock while rsync runs: {rec}"
     );
-    // Only 0-2, the root lock and the shell's own descriptor for reading /proc remain.
+    // Only 0-2, the root lock, the pinned destination and the shell's own descriptor for
+    // reading /proc remain.
     let fds: Vec<i32> = rec
         .lines()
         .filter_map(|l| l.strip_prefix("FD ")?.parse().ok())
         .collect();
-    assert!(fds.len() <= 5, "unexpected descriptors {fds:?}");
+    assert!(fds.len() <= 6, "unexpected descriptors {fds:?}");
     let logs = lab.records();
     assert!(
         logs.iter()
@@ -550,7 +559,9 @@ fn without_log_outcome_rshell_execs_in_place_and_logs_only_the_decision() {
     if !can_run() {
         return;
     }
-    let lab = Lab::new("log_outcome = false\nlock = false\n");
+    // lock = false is honoured only with munged links (then nothing uploaded can be
+    // followed, so concurrent sessions cannot redirect each other).
+    let lab = Lab::new("log_outcome = false\ntimeout = 0\nlock = false\nmunge_links = true\n");
     let out = lab.run(
         &["-c", "rsync --server -logDtpre.iLsfxCIvu . dest/"],
         HOSTILE,

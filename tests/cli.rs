@@ -1,6 +1,6 @@
 //! The built binary's admin tools: `--test` (text and `--json`), `--policy`, `--check`,
-//! exit codes and messages (design §2, §4). Configs are checked for ownership, so the
-//! cases that need a trusted config file run as root and skip visibly otherwise.
+//! exit codes and messages. Configs are checked for ownership, so the cases that need a
+//! trusted config file need root (see `common::needs`).
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -25,11 +25,7 @@ fn text(o: &Output) -> String {
 }
 
 fn is_root() -> bool {
-    if rshell::sys::current_uid() != 0 {
-        println!("skipped: needs root to own the test config (CI runs as root)");
-        return false;
-    }
-    true
+    common::needs("root, to own the test config", common::root())
 }
 
 /// A trusted config (root-owned, 0644, in a 0755 directory) with a root directory.
@@ -80,7 +76,18 @@ fn test_mode_prints_verdict_section_and_exact_argv() {
         "{t}"
     );
     assert!(t.contains(&format!("cwd: {root}")), "{t}");
-    assert!(t.contains("confine: auto -> landlock="), "{t}");
+    // What Landlock will do follows from the running kernel, asked independently of rshell.
+    let landlock = match common::kernel_landlock_abi() {
+        Ok(abi) if abi >= 2 => format!("enforced(abi {abi})"),
+        Ok(abi) => format!("unavailable(abi {abi} < 2)"),
+        Err(libc::ENOSYS) => "unavailable(kernel built without landlock)".into(),
+        Err(libc::EOPNOTSUPP) => "unavailable(landlock not enabled at boot (lsm=))".into(),
+        Err(errno) => panic!("landlock_create_ruleset: errno {errno}"),
+    };
+    assert!(
+        t.contains(&format!("confine: auto -> landlock={landlock}\n")),
+        "{t}"
+    );
 
     // Its attack twin: denied, exit 1, the reason names the word.
     let out = rshell(&[

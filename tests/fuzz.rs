@@ -1,8 +1,8 @@
-//! Property tests (issue 7, "no input can crash", design §4 "No panics"): random and
+//! Property tests (issue 7, "no input can crash"; rshell never panics): random and
 //! rsync-shaped command strings through the real pipeline (split → parse → decide) under
 //! several policies, and random TOML-ish text through the config loader.
 //!
-//! Invariants checked on every allowed plan (design §5: rshell rebuilds the argv):
+//! Invariants checked on every allowed plan (rshell rebuilds the argv rsync runs with):
 //! the configured rsync and `--server` come first; a transfer has exactly one `--`,
 //! followed by `.`, and nothing after `--` starts with `-`; paths stay relative and
 //! lexically beneath root and never through the root's `out` symlink (which leads to `/`);
@@ -23,19 +23,6 @@ use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use rshell::check::ExecPlan;
 use rshell::policy::{Config, ConfigError, Policy};
 use rshell::{decide_command, Failure, Form, Input};
-
-/// Finding F2 is open: a client path that maps onto a name starting with `-` (`/-x`,
-/// `~/-x`, or a wildcard matching a file `-x` in root) reaches the argv after `--` as
-/// `-x`. Harmless to popt after `--`, but it breaks the plan invariant. Set to false once
-/// fixed (and un-ignore the regression test below).
-const KNOWN_DASH_PATH: bool = false;
-static DASH_PATHS: AtomicUsize = AtomicUsize::new(0);
-
-/// Finding F3 is open: `missing/../out`, where `missing` does not exist and `out` is a
-/// symlink out of root, passes the beneath check (the remainder after cancelling
-/// `missing/..` is never resolved by the kernel). Set to false once fixed.
-const KNOWN_MISSING_DOTDOT: bool = false;
-static MISSING_DOTDOT: AtomicUsize = AtomicUsize::new(0);
 
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -203,14 +190,10 @@ impl Fuzz {
         }
         for p in paths {
             if p.starts_with('-') {
-                if KNOWN_DASH_PATH {
-                    // Finding F2 (see the ignored regression test below): counted, not failed.
-                    DASH_PATHS.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    return Err(format!("path {p:?} after `--` starts with `-`"));
-                }
+                return Err(format!("path {p:?} after `--` starts with `-`"));
             }
-            // Absolute only in root's own spelling (design §3: both spellings work).
+            // Absolute only in root's own spelling (a client may name a path either relative
+            // to root or with root's full path in front; both mean the same file).
             let p = match p.strip_prefix(self.world.root.to_str().unwrap_or("")) {
                 Some(rest) if p.starts_with('/') && (rest.is_empty() || rest.starts_with('/')) => {
                     rest.trim_start_matches('/')
@@ -221,12 +204,7 @@ impl Fuzz {
                 return Err(format!("path {p:?} is absolute"));
             }
             if let Some(why) = lexically_outside(p) {
-                if KNOWN_MISSING_DOTDOT && p.split('/').any(|c| c == "..") {
-                    // Finding F3 (see the ignored regression test below): counted, not failed.
-                    MISSING_DOTDOT.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    return Err(format!("path {p:?} {why}"));
-                }
+                return Err(format!("path {p:?} {why}"));
             }
         }
         // Option values are checked as the paths their pins stand for (root-relative).
@@ -635,10 +613,8 @@ fn run_commands(tag: &str, strategy: impl Strategy<Value = Vec<u8>>, default_cas
     );
     let n = executions.load(Ordering::Relaxed);
     println!(
-        "fuzz {tag}: {n} executions, {} allowed under the login form, {} plans so far with a path starting with `-` (known finding F2), {} through `missing/../symlink` (known finding F3)",
+        "fuzz {tag}: {n} executions, {} allowed under the login form",
         allowed.load(Ordering::Relaxed),
-        DASH_PATHS.load(Ordering::Relaxed),
-        MISSING_DOTDOT.load(Ordering::Relaxed)
     );
     if let Err(e) = result {
         panic!("{tag}: {e}");
@@ -739,16 +715,10 @@ fn tomlish() -> impl Strategy<Value = String> {
         .prop_map(|(h, lines)| format!("{h}{}", lines.join("\n")))
 }
 
-/// Finding F1 is open: a TOML syntax error whose message from the `toml` crate is empty
-/// renders as `path:line:col: ` with nothing after it. Set to false once src/policy.rs
-/// supplies a message (and un-ignore the regression test below).
-const KNOWN_EMPTY_MESSAGE: bool = false;
-
 #[test]
 fn config_text_never_panics_and_errors_name_a_position() {
     let executions = AtomicUsize::new(0);
     let valid = AtomicUsize::new(0);
-    let empty_messages = AtomicUsize::new(0);
     let mut runner = runner(1000);
     let strategy = prop_oneof![3 => tomlish(), 1 => ".{0,200}"];
     let result = runner.run(&strategy, |text| {
@@ -790,13 +760,6 @@ fn config_text_never_panics_and_errors_name_a_position() {
                         "parse gave a non-positional error: {shown}"
                     )));
                 };
-                if let ConfigError::Invalid { message, .. } = &e {
-                    if message.is_empty() && KNOWN_EMPTY_MESSAGE {
-                        // Finding F1 (see the ignored regression test below): counted, not failed.
-                        empty_messages.fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                }
                 let rest = shown.strip_prefix("/etc/rshell.toml:").unwrap_or("");
                 let mut parts = rest.splitn(3, ':');
                 let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -816,10 +779,9 @@ fn config_text_never_panics_and_errors_name_a_position() {
         Ok(())
     });
     println!(
-        "fuzz config: {} executions, {} parsed as valid configs, {} errors with an empty message (known finding F1)",
+        "fuzz config: {} executions, {} parsed as valid configs",
         executions.load(Ordering::Relaxed),
         valid.load(Ordering::Relaxed),
-        empty_messages.load(Ordering::Relaxed)
     );
     if let Err(e) = result {
         panic!("config: {e}");
@@ -846,7 +808,7 @@ fn given_a_lone_carriage_return_then_the_config_error_says_what_is_wrong() {
 
 /// F2: `/-x` (root's `-x`) was allowed and became the word `-x` after `--` in the argv.
 /// rsync will not read it as an option there, but rshell's own rule is that no path word
-/// it hands rsync starts with `-` (the parser refuses `-x` itself): map it to `./-x` or refuse.
+/// it hands rsync starts with `-` (the parser refuses `-x` itself): it is handed over as `./-x`.
 #[test]
 fn given_a_path_that_maps_to_a_dash_name_then_no_argv_word_after_the_double_dash_starts_with_a_dash(
 ) {
@@ -854,20 +816,14 @@ fn given_a_path_that_maps_to_a_dash_name_then_no_argv_word_after_the_double_dash
     for command in [
         "rsync --server -logDtpre.iLsfxCIvu . /-x",
         "rsync --server -logDtpre.iLsfxCIvu . ~/-x",
-        "rsync --server --sender -logDtpre.iLsfxCIvu . *",
+        // A wildcard that matches only the root's `-x`.
+        "rsync --server --sender -logDtpre.iLsfxCIvu . ?x",
     ] {
-        if let Ok(plan) = fuzz.decide(0, Form::Login, command.as_bytes()) {
-            let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
-            let dash: Vec<&String> = plan.argv[dd + 1..]
-                .iter()
-                .filter(|a| a.starts_with('-'))
-                .collect();
-            assert!(
-                dash.is_empty(),
-                "{command}: {dash:?} after `--` in {:?}",
-                plan.argv
-            );
-        }
+        let plan = fuzz
+            .decide(0, Form::Login, command.as_bytes())
+            .unwrap_or_else(|e| panic!("{command}: {e:?}"));
+        let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
+        assert_eq!(plan.argv[dd + 1..], [".", "./-x"], "{command}");
     }
 }
 

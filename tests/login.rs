@@ -2,8 +2,8 @@
 //! crafted environment (SSH_CONNECTION, SSH_ORIGINAL_COMMAND, hostile USER/HOME/PATH),
 //! a fake rsync that records argv, environment, cwd and umask, and syslog captured by a
 //! datagram socket bind-mounted over /dev/log in a private mount namespace (`unshare -m`),
-//! with the test config bind-mounted over /etc/rshell.toml. Needs root; skips visibly
-//! otherwise.
+//! with the test config bind-mounted over /etc/rshell.toml. Needs root (see
+//! `common::needs`).
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -31,18 +31,10 @@ struct Lab {
 }
 
 fn can_run() -> bool {
-    if rshell::sys::current_uid() != 0 {
-        println!("skipped: login-shell tests need root (CI runs as root)");
-        return false;
-    }
-    let ok = Command::new("unshare")
-        .args(["-m", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        println!("skipped: `unshare -m` is not available here");
-    }
-    ok
+    common::needs(
+        "root, to bind-mount the test config and log socket",
+        common::root(),
+    ) && common::needs("a private mount namespace", common::mount_namespace())
 }
 
 impl Lab {
@@ -149,20 +141,15 @@ impl Drop for Lab {
     }
 }
 
-/// Landlock tests also need a kernel with Landlock and a C compiler for the hostile program.
+/// Landlock tests also need a kernel that enforces Landlock and a C compiler for the hostile
+/// program.
 fn can_run_hostile_programs() -> bool {
-    if !can_run() {
-        return false;
-    }
-    if let Err(why) = rshell::confine::probe() {
-        println!("skipped: kernel has no Landlock ({why})");
-        return false;
-    }
-    if Command::new("cc").arg("--version").output().is_err() {
-        println!("skipped: no C compiler to build the hostile program");
-        return false;
-    }
-    true
+    can_run()
+        && common::needs("a kernel that enforces Landlock", common::landlock())
+        && common::needs(
+            "a C compiler for the hostile program",
+            common::command("cc", &["--version"]),
+        )
 }
 
 /// Compile `source` into the lab and make it the configured rsync.
@@ -292,11 +279,21 @@ fn login_shell_modes_end_to_end_with_syslog() {
 
     // 1b. With ExposeAuthInfo, the key's fingerprint is logged as ssh-keygen prints it.
     let key = lab.dir.path().join("id_test");
-    let made = Command::new("ssh-keygen")
+    let made = match Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&key)
-        .status();
-    if made.is_ok_and(|s| s.success()) {
+        .status()
+    {
+        Ok(status) => {
+            assert!(status.success(), "ssh-keygen: {status}");
+            true
+        }
+        Err(e) => common::needs(
+            "ssh-keygen, for the key fingerprint part",
+            Err(format!("cannot run: {e}")),
+        ),
+    };
+    if made {
         let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
         let auth = lab.dir.path().join("auth-info");
         std::fs::write(&auth, format!("publickey {}\n", public.trim())).unwrap();
@@ -321,8 +318,6 @@ fn login_shell_modes_end_to_end_with_syslog() {
                 .any(|l| l.contains(&format!("key={fingerprint}"))),
             "{fingerprint} in {logs:?}"
         );
-    } else {
-        println!("skipped part: ssh-keygen not installed (key fingerprint logging)");
     }
 
     // 2. Refusal: one line on stderr, exit 77, a deny record with the escaped command, nothing run.

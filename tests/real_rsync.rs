@@ -3,7 +3,8 @@
 //! shell (`rshell -c STRING`) in a private mount namespace with the test config over
 //! /etc/rshell.toml. The server side is the real /usr/bin/rsync, exec'd by rshell under
 //! Landlock. Legit transfers must work; planted symlinks, basis/backup dirs and file lists
-//! pointing outside must be refused or contained. Needs root; skips visibly otherwise.
+//! pointing outside must be refused or contained. Needs root, /usr/bin/rsync and a kernel
+//! that enforces Landlock (see `common::needs`).
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -25,15 +26,12 @@ struct Site {
 }
 
 fn usable() -> bool {
-    if rshell::sys::current_uid() != 0 {
-        println!("skipped: real-rsync tests need root (CI runs as root)");
-        return false;
-    }
-    if !Path::new("/usr/bin/rsync").exists() {
-        println!("skipped: /usr/bin/rsync is not installed");
-        return false;
-    }
-    true
+    common::needs(
+        "root, to bind-mount the test config over /etc/rshell.toml",
+        common::root(),
+    ) && common::needs("a private mount namespace", common::mount_namespace())
+        && common::needs("rsync", common::program("/usr/bin/rsync"))
+        && common::needs("a kernel that enforces Landlock", common::landlock())
 }
 
 impl Site {
@@ -47,16 +45,11 @@ impl Site {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(outside.join("secret"), "TOP-SECRET").unwrap();
-        let confine = if rshell::confine::probe().is_ok() {
-            "require"
-        } else {
-            "off"
-        };
         let config = dir.path().join("rshell.toml");
         std::fs::write(
             &config,
             format!(
-                "version = 1\n[users.root]\nroot = \"{}\"\nconfine = \"{confine}\"\n{extra}",
+                "version = 1\n[users.root]\nroot = \"{}\"\nconfine = \"require\"\n{extra}",
                 root.display()
             ),
         )
@@ -123,11 +116,41 @@ impl Site {
         assert!(o.status.success(), "rsync {args:?}: {}", show(&o));
     }
 
-    fn refused(&self, args: &[&str]) {
+    /// rshell refuses the request before rsync starts, saying `reason`.
+    fn refused(&self, args: &[&str], reason: &str) {
         let o = self.rsync(args);
         let text = show(&o);
-        assert!(!o.status.success(), "rsync {args:?} should fail: {text}");
+        assert_denied(&o, reason);
         assert!(!text.contains("TOP-SECRET"), "{text}");
+    }
+}
+
+/// The client saw rshell refuse with `reason`. rshell exits 77 before the protocol starts; the
+/// client rsync then reports the closed connection and exits with 12 (protocol stream error),
+/// or with the remote shell's 77 when it has already reaped it (rsync's exit_cleanup polls
+/// its child with WNOHANG), so either code means this refusal.
+fn assert_denied(o: &Output, reason: &str) {
+    let text = show(o);
+    assert!(
+        matches!(o.status.code(), Some(77) | Some(12)),
+        "exit 77 or 12 expected: {text}"
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == format!("rshell: denied: {reason}")),
+        "`rshell: denied: {reason}` expected: {text}"
+    );
+    assert!(
+        stderr.contains("rsync: connection unexpectedly closed (0 bytes received so far)"),
+        "{text}"
+    );
+}
+
+impl Site {
+    fn client_has(&self, rel: &str) -> bool {
+        std::fs::symlink_metadata(self.client.join(rel)).is_ok()
     }
 }
 
@@ -207,18 +230,27 @@ fn legit_transfers_work_through_the_real_rsync() {
     site.ok(&["-a", "--mkpath", "src/a.txt", "x:deep/er/path/"]);
     assert!(site.root.join("deep/er/path/a.txt").exists());
 
-    // -A and -X where the file system has ACLs and user xattrs.
+    // -A and -X: the temp file system must take an ACL and a user xattr.
     let probe = site.client.join("src/a.txt");
-    let xattr = Command::new("setfattr")
-        .args(["-n", "user.rshell", "-v", "yes"])
-        .arg(&probe)
-        .status()
-        .is_ok_and(|s| s.success());
-    let acl = Command::new("setfacl")
-        .args(["-m", "u:nobody:r"])
-        .arg(&probe)
-        .status()
-        .is_ok_and(|s| s.success());
+    let tool = |program: &str, args: &[&str]| -> Result<(), String> {
+        match Command::new(program).args(args).arg(&probe).output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "`{program}` failed on {}: {}",
+                probe.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("`{program}` cannot run: {e}")),
+        }
+    };
+    let xattr = common::needs(
+        "user xattrs (setfattr) on the temp file system, for -X",
+        tool("setfattr", &["-n", "user.rshell", "-v", "yes"]),
+    );
+    let acl = common::needs(
+        "POSIX ACLs (setfacl) on the temp file system, for -A",
+        tool("setfacl", &["-m", "u:nobody:r"]),
+    );
     if xattr && acl {
         site.ok(&["-aAX", "src/", "x:ax/"]);
         let out = Command::new("getfattr")
@@ -233,8 +265,6 @@ fn legit_transfers_work_through_the_real_rsync() {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("user:nobody:r"));
-    } else {
-        println!("skipped part: -A/-X (setfattr/setfacl unavailable or unsupported here)");
     }
 }
 
@@ -260,13 +290,26 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
         .is_symlink());
 
     // A pull through the planted directory symlink: refused.
-    site.refused(&["-a", "x:up/esc/secret", "got/"]);
+    site.refused(
+        &["-a", "x:up/esc/secret", "got/"],
+        r#"\"up/esc/secret\" leads outside root"#,
+    );
     // -L style following: refused by the option model.
-    site.refused(&["-aL", "x:up/", "got/"]);
-    site.refused(&["-a", "--copy-unsafe-links", "x:up/", "got/"]);
+    site.refused(
+        &["-aL", "x:up/", "got/"],
+        "option -L follows symlinks out of the confined directory",
+    );
+    site.refused(
+        &["-a", "--copy-unsafe-links", "x:up/", "got/"],
+        "option --copy-unsafe-links follows symlinks out of the confined directory",
+    );
     // Naming a planted file symlink that points outside is refused too (like rrsync's
     // realpath check); pulling its directory sends the link itself, never the target.
-    site.refused(&["-a", "x:up/esc-file", "got-link"]);
+    site.refused(
+        &["-a", "x:up/esc-file", "got-link"],
+        r#"\"up/esc-file\" leads outside root"#,
+    );
+    assert!(!site.client_has("got") && !site.client_has("got-link"));
     site.ok(&["-a", "x:up/", "got-dir/"]);
     assert!(
         std::fs::symlink_metadata(site.client.join("got-dir/esc-file"))
@@ -275,28 +318,51 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
             .is_symlink()
     );
     // A push into the symlinked directory: refused; outside unchanged.
-    site.refused(&["-a", "src/a.txt", "x:up/esc/"]);
+    site.refused(
+        &["-a", "src/a.txt", "x:up/esc/"],
+        r#"\"up/esc/\" leads outside root"#,
+    );
     assert!(!site.outside.join("a.txt").exists());
     // Basis and backup directories through the planted link: refused.
-    site.refused(&["-a", "--link-dest=../up/esc", "src/", "x:snap/"]);
-    site.refused(&["-a", "-b", "--backup-dir=../up/esc", "src/", "x:up2/"]);
-    assert_eq!(std::fs::read_dir(&site.outside).unwrap().count(), 1);
+    site.refused(
+        &["-a", "--link-dest=../up/esc", "src/", "x:snap/"],
+        r#"--link-dest: \"../up/esc\" leads outside root"#,
+    );
+    site.refused(
+        &["-a", "-b", "--backup-dir=../up/esc", "src/", "x:up2/"],
+        r#"--backup-dir: \"../up/esc\" leads outside root"#,
+    );
+    assert!(!site.root.join("snap").exists() && !site.root.join("up2").exists());
+    let outside: Vec<_> = std::fs::read_dir(&site.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["secret"]);
     // A server-side file list outside root: refused.
     let list = site.outside.join("list");
     std::fs::write(&list, "secret\n").unwrap();
-    let rel = format!("--files-from=:../../../../../../..{}", list.display());
-    site.refused(&["-a", &rel, "x:up/", "got2/"]);
-    // A per-directory merge file naming an outside path: rsync cannot read it (Landlock
-    // and --confine-root), so the rules in it (exclude everything) never take effect.
+    let rel_list = format!("../../../../../../..{}", list.display());
+    site.refused(
+        &["-a", &format!("--files-from=:{rel_list}"), "x:up/", "got2/"],
+        &format!(r#"--files-from: \"{rel_list}\" leads outside root"#),
+    );
+    assert!(!site.client_has("got2"));
+    // A per-directory merge file naming an outside path: rsync cannot open it (Landlock and
+    // --confine-root), treats it as absent — as it does any missing per-directory merge
+    // file — and the transfer succeeds with the rule in it (exclude everything) not applied.
     std::fs::write(site.outside.join("rules"), "- *\n").unwrap();
     let filter = format!("dir-merge {}", site.outside.join("rules").display());
-    let out = site.rsync(&["-a", "--filter", &filter, "x:up/", "got3/"]);
-    let got_files = site.client.join("got3/a.txt").exists();
-    assert!(
-        !out.status.success() || got_files,
-        "the outside rule file was read: {}",
-        show(&out)
+    site.ok(&["-a", "--filter", &filter, "x:up/", "got3/"]);
+    assert_eq!(
+        std::fs::read_to_string(site.client.join("got3/sub/b.txt")).unwrap(),
+        "beta"
     );
+    assert!(site.client_has("got3/a.txt"));
+    // Twin: the same rule file inside root is read, and excludes everything.
+    std::fs::write(site.root.join("rules"), "- *\n").unwrap();
+    let filter = format!("dir-merge {}", site.root.join("rules").display());
+    site.ok(&["-a", "--filter", &filter, "x:up/", "got4/"]);
+    assert!(!site.client_has("got4/a.txt") && !site.client_has("got4/sub"));
 }
 
 /// The race of rrsync CVE-2026-53783 as a short bounded loop: a thread flips `d` between
@@ -321,7 +387,7 @@ fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
             let mut flips = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && flips < 200_000 {
                 let tmp = d.with_extension("tmp");
-                let target: &Path = if flips % 2 == 0 {
+                let target: &Path = if flips.is_multiple_of(2) {
                     &outside
                 } else {
                     Path::new("d.real")
@@ -334,24 +400,42 @@ fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
             flips
         })
     };
-    let mut outcomes = (0, 0);
+    // Each pull ends in one of three ways, depending on where the flip is when rshell checks
+    // the path and when rsync opens it: the inside file arrives; rshell's check sees the
+    // symlink and refuses; or rsync, past the check, is refused the outside file by the
+    // kernel (Landlock's EACCES) and reports a partial transfer (23).
+    let mut outcomes = [0; 3];
     for i in 0..20 {
         let dest = format!("got{i}");
         let out = site.rsync(&["-a", "x:d/secret", &dest]);
         let text = show(&out);
         assert!(!text.contains("TOP-SECRET"), "{text}");
-        match std::fs::read_to_string(site.client.join(&dest)) {
-            Ok(bytes) => {
-                assert_eq!(bytes, "inside", "pull {i} leaked outside data");
-                outcomes.0 += 1;
-            }
-            Err(_) => outcomes.1 += 1,
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            let bytes = std::fs::read_to_string(site.client.join(&dest)).unwrap();
+            assert_eq!(bytes, "inside", "pull {i} leaked outside data");
+            outcomes[0] += 1;
+        } else if stderr.contains("rshell: denied:") {
+            assert_denied(&out, r#"\"d/secret\" leads outside root"#);
+            outcomes[1] += 1;
+        } else {
+            assert_eq!(out.status.code(), Some(23), "pull {i}: {text}");
+            let denied = format!(
+                "send_files failed to open \"{}\": Permission denied (13)",
+                site.root.join("d/secret").display()
+            );
+            assert!(stderr.contains(&denied), "pull {i}: {denied:?} in {text}");
+            outcomes[2] += 1;
+        }
+        if !out.status.success() {
+            assert!(!site.client_has(&dest), "pull {i} left {dest}");
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let flips = flipper.join().unwrap();
     println!(
-        "race: {flips} flips, {} pulls got the inside file, {} were refused or failed",
-        outcomes.0, outcomes.1
+        "race: {flips} flips; of 20 pulls {} got the inside file, {} were refused by rshell, \
+         {} by the kernel",
+        outcomes[0], outcomes[1], outcomes[2]
     );
 }

@@ -1,5 +1,6 @@
 //! Shared fixtures for the table tests: a throw-away root, a synthetic account and the
-//! real decision code run on a parsed policy (no ownership checks, no passwd).
+//! real decision code run on a parsed policy (no ownership checks, no passwd); and
+//! [`needs`], the one way a test says what its environment must provide.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -118,4 +119,133 @@ pub fn corpus() -> Vec<String> {
 /// release build, so the mode tests run exactly what ships), else cargo's own build.
 pub fn binary() -> String {
     std::env::var("RSHELL_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rshell").to_string())
+}
+
+/// What a test needs from the machine (root, a Landlock kernel, a program...) and whether it
+/// is here: `here` is `Err(why not)` when it is missing. A test that cannot do its job must
+/// not count as passed, so a missing need fails the test, naming it. Only with
+/// `RSHELL_ALLOW_SKIP=1` (a developer's partial run; CI and tests/run-all.sh never set it)
+/// does it print `skipped: <why>` and return false, and the test returns.
+pub fn needs(what: &str, here: Result<(), String>) -> bool {
+    let Err(why) = here else {
+        return true;
+    };
+    if std::env::var_os("RSHELL_ALLOW_SKIP").is_some_and(|v| v == "1") {
+        // Straight to the terminal: the test harness captures print! output of passing tests.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped: needs {what}: {why}");
+        return false;
+    }
+    panic!(
+        "this test needs {what}: {why}. Run it where that holds (CI runs everything as root \
+         on a Landlock kernel with the packages .ci/run installs), or set RSHELL_ALLOW_SKIP=1 \
+         to skip it visibly."
+    );
+}
+
+/// Running as root.
+pub fn root() -> Result<(), String> {
+    match rshell::sys::current_uid() {
+        0 => Ok(()),
+        uid => Err(format!("running as uid {uid}")),
+    }
+}
+
+/// An executable at `path`.
+pub fn program(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(format!("{path} is not an executable file")),
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
+/// A program found on `PATH` that runs (`NAME ARGS` exits 0, or at least starts).
+pub fn command(name: &str, args: &[&str]) -> Result<(), String> {
+    match std::process::Command::new(name)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("`{name}` cannot run: {e}")),
+    }
+}
+
+/// `unshare -m` works (root and a kernel with mount namespaces).
+pub fn mount_namespace() -> Result<(), String> {
+    match std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`unshare -m true` failed ({s})")),
+        Err(e) => Err(format!("`unshare` cannot run: {e}")),
+    }
+}
+
+/// The kernel's own answer to "which Landlock ABI?", asked with the raw syscall
+/// (`landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`), so it does not
+/// depend on the code under test. `Err(errno)`: ENOSYS when the kernel is built without
+/// Landlock, EOPNOTSUPP when it is built in but not enabled at boot.
+pub fn kernel_landlock_abi() -> Result<u32, i32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer, size 0 and only the VERSION flag the kernel
+    // reads no memory and creates nothing; it returns the ABI version or fails with errno.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r as u32)
+    }
+}
+
+/// The kernel's active LSMs (`/sys/kernel/security/lsm`). Where securityfs is not mounted,
+/// root mounts it in a private mount namespace to read the list.
+pub fn active_lsms() -> Result<Vec<String>, String> {
+    let parse = |text: &str| text.trim().split(',').map(str::to_string).collect();
+    if let Ok(text) = std::fs::read_to_string("/sys/kernel/security/lsm") {
+        return Ok(parse(&text));
+    }
+    let out = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lsm",
+        ])
+        .output()
+        .map_err(|e| format!("`unshare` cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "/sys/kernel/security/lsm is unreadable and mounting securityfs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(parse(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A kernel on which rshell's Landlock rulesets are enforced (ABI 2 or newer).
+pub fn landlock() -> Result<(), String> {
+    match kernel_landlock_abi() {
+        Ok(abi) if abi >= 2 => Ok(()),
+        Ok(abi) => Err(format!(
+            "the kernel's Landlock ABI is {abi}; rshell enforces from ABI 2"
+        )),
+        Err(errno) => Err(format!(
+            "the kernel has no Landlock ({})",
+            std::io::Error::from_raw_os_error(errno)
+        )),
+    }
 }

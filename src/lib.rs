@@ -507,18 +507,29 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         return exec_failed(&err);
     }
     let started = Instant::now();
+    let (ready_r, ready_w) = match sys::exec_notice() {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("rshell: {e}");
+            return EXIT_SYSTEM;
+        }
+    };
     match sys::fork() {
         Err(e) => {
             eprintln!("rshell: {e}");
             EXIT_SYSTEM
         }
         Ok(sys::Forked::Child) => {
+            drop(ready_r);
             let err = sys::exec(&image, confine);
             std::process::exit(exec_failed(&err));
         }
         Ok(sys::Forked::Parent(pid)) => {
-            // Open the child's I/O counters while it lives: once it is a zombie, /proc
-            // hands its files to root and an unprivileged parent could no longer open them.
+            drop(ready_w);
+            // Open the child's I/O counters once it runs rsync (before exec it is the
+            // not-dumpable rshell, whose /proc files belong to root) and while it lives
+            // (once it is a zombie, /proc hands its files to root again).
+            sys::wait_for_exec(ready_r);
             let io = std::fs::File::open(format!("/proc/{pid}/io")).ok();
             sys::release_session_stdio();
             let idle = (plan.timeout > 0).then(|| Duration::from_secs(plan.timeout));

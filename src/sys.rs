@@ -507,6 +507,26 @@ pub fn fork() -> Result<Forked, SysError> {
     }
 }
 
+/// A pipe whose write end closes when the child execs (close-on-exec): the parent reads
+/// it to EOF to know rsync is running (and so readable in /proc by the same uid, which the
+/// not-dumpable rshell child before exec is not).
+pub fn exec_notice() -> Result<(OwnedFd, OwnedFd), SysError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SysError::Io("pipe".into(), e))
+}
+
+/// Block until the write end of an [`exec_notice`] pipe is closed in every process (the
+/// child exec'd or died).
+pub fn wait_for_exec(read_end: OwnedFd) {
+    let mut buf = [0u8; 1];
+    loop {
+        match nix::unistd::read(&read_end, &mut buf) {
+            Err(Errno::EINTR) => continue,
+            Ok(n) if n > 0 => continue,
+            _ => return,
+        }
+    }
+}
+
 /// The number of threads of this process, from /proc/self/stat (field 20).
 fn thread_count() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod command;
 pub mod confine;
 pub mod digest;
+pub mod glob;
 pub mod lint;
 pub mod log;
 pub mod net;

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod report;
 pub mod resolve;
 pub mod rsync;
+pub mod rsyncd;
 pub mod sshd;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::policy::{self, Access, Config, ConfigError, Layer};
-use crate::{check, confine, sys, EXIT_CONFIG};
+use crate::{check, confine, rsyncd, sys, EXIT_CONFIG};
 
 /// Findings, in the order found.
 #[derive(Debug, Default)]
@@ -50,21 +50,53 @@ fn has_forced_rshell_key(home: &Path) -> bool {
     })
 }
 
-/// `(module, path)` pairs of an rsyncd.conf (`[name]` sections, `path = ...` lines).
-fn daemon_module_paths(conf: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(conf).unwrap_or_default();
-    let mut module = None;
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            module = Some(name.trim().to_string());
-        } else if let (Some(m), Some((key, value))) = (&module, line.split_once('=')) {
-            if key.trim() == "path" {
-                out.push((m.clone(), value.trim().to_string()));
+/// What a daemon_config must state itself for these settings: in daemon mode rsync obeys
+/// only its rsyncd.conf, never rshell's `access`, `delete` or `overwrite`.
+pub fn daemon_requirements(s: &policy::Settings) -> rsyncd::Requirements {
+    rsyncd::Requirements {
+        read_only: s.access == Access::ReadOnly,
+        write_only: s.access == Access::WriteOnly,
+        no_delete: !s.delete,
+        no_overwrite: !s.overwrite,
+    }
+}
+
+/// Findings for one account's daemon_config text: modules whose path lies outside root
+/// (warnings) and restrictions of the policy that the modules do not state (errors).
+pub fn daemon_findings(
+    name: &str,
+    s: &policy::Settings,
+    root: &Path,
+    text: &str,
+    f: &mut Findings,
+) {
+    let conf = &s.daemon_config;
+    match rsyncd::modules(text) {
+        Ok(modules) => {
+            for m in modules {
+                let Some(path) = m.path else { continue };
+                if !policy::normalize(Path::new(&path)).starts_with(root) {
+                    f.warnings.push(format!(
+                        "{name}: module [{}] of {conf} has path {path} outside root {}: Landlock will deny it",
+                        m.name,
+                        root.display()
+                    ));
+                }
             }
         }
+        // With requirements, verify() below reports the same reason as an error.
+        Err(_) if daemon_requirements(s).any() => {}
+        Err(e) => f.warnings.push(format!(
+            "{name}: daemon_config {conf}: cannot list its modules: {e}"
+        )),
     }
-    out
+    if let Err(problems) = rsyncd::verify(text, &daemon_requirements(s)) {
+        for p in problems {
+            f.errors.push(format!(
+                "{name}: daemon_config {conf}: {p} (in daemon mode rsync obeys only its rsyncd.conf, not rshell's access/delete/overwrite)"
+            ));
+        }
+    }
 }
 
 /// Lint `cfg` for the accounts it concerns.
@@ -166,14 +198,12 @@ pub fn lint(cfg: &Config) -> Findings {
             } else if let Err(e) = policy::check_trusted(Path::new(&s.daemon_config)) {
                 f.errors.push(format!("{name}: daemon_config {e}"));
             } else {
-                for (module, path) in daemon_module_paths(Path::new(&s.daemon_config)) {
-                    if !policy::normalize(Path::new(&path)).starts_with(&root) {
-                        f.warnings.push(format!(
-                            "{name}: module [{module}] of {} has path {path} outside root {}: Landlock will deny it",
-                            s.daemon_config,
-                            root.display()
-                        ));
+                match rsyncd::read_config(Path::new(&s.daemon_config)) {
+                    Ok(text) => daemon_findings(name, s, &root, &text, &mut f),
+                    Err(e) if daemon_requirements(s).any() => {
+                        f.errors.push(format!("{name}: daemon_config {e}"))
                     }
+                    Err(e) => f.warnings.push(format!("{name}: daemon_config {e}")),
                 }
             }
         }
@@ -257,5 +287,77 @@ pub fn check(config: Option<&Path>, strict: bool) -> i32 {
         1
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(access: Access, delete: bool, overwrite: bool) -> policy::Settings {
+        policy::Settings {
+            access,
+            delete,
+            overwrite,
+            daemon: true,
+            daemon_config: "/etc/rsyncd.conf".into(),
+            ..policy::Settings::default()
+        }
+    }
+
+    #[test]
+    fn lint_daemon_with_narrower_policy_needs_the_modules_to_say_it() {
+        let root = Path::new("/srv/backup");
+        let conf = "[backup]\npath = /srv/backup/a\nread only = no\n[other]\npath = /elsewhere\nread only = no\nwrite only = yes\nrefuse options = delete force partial-dir delay-updates backup backup-dir\n";
+        let mut f = Findings::default();
+        daemon_findings(
+            "alice",
+            &daemon(Access::WriteOnly, false, true),
+            root,
+            conf,
+            &mut f,
+        );
+        assert_eq!(f.errors.len(), 2, "{f:#?}");
+        assert!(f.errors[0].starts_with("alice: daemon_config /etc/rsyncd.conf: module [backup]: access is write-only but the module does not say \"write only = yes\""), "{f:#?}");
+        assert!(
+            f.errors[1].contains("module [backup]: delete = false"),
+            "{f:#?}"
+        );
+        assert_eq!(f.warnings.len(), 1, "{f:#?}");
+        assert!(
+            f.warnings[0]
+                .contains("module [other] of /etc/rsyncd.conf has path /elsewhere outside root"),
+            "{f:#?}"
+        );
+
+        // The policy's defaults ask nothing of the modules; read-only modules satisfy
+        // read-only access, no deletes and no overwrites.
+        for (s, text, errors) in [
+            (daemon(Access::ReadWrite, true, true), conf, 0),
+            (
+                daemon(Access::ReadOnly, false, false),
+                "[m]\npath = /srv/backup\n",
+                0,
+            ),
+            (
+                daemon(Access::ReadOnly, true, true),
+                "[m]\npath = /srv/backup\nread only = false\n",
+                1,
+            ),
+            (
+                daemon(Access::ReadWrite, true, false),
+                "[m]\npath = /srv/backup\nread only = no\n",
+                1,
+            ),
+            (
+                daemon(Access::ReadWrite, false, true),
+                "&include /etc/rsyncd.d\n",
+                1,
+            ),
+        ] {
+            let mut f = Findings::default();
+            daemon_findings("alice", &s, root, text, &mut f);
+            assert_eq!(f.errors.len(), errors, "{text:?}: {f:#?}");
+        }
     }
 }

@@ -267,6 +267,55 @@ fn check_reports_errors_with_file_line_col_and_exit_codes() {
 }
 
 #[test]
+fn check_fails_when_daemon_modules_do_not_state_the_narrower_policy() {
+    if !is_root() {
+        return;
+    }
+    // In daemon mode rsync obeys only rsyncd.conf: a write-only, no-delete policy with
+    // daemon = true is an error unless every module says so itself.
+    let (d, cfg, root) = setup("");
+    let conf = d.path().join("rsyncd.conf");
+    let write_conf = |body: &str| {
+        std::fs::write(&conf, format!("[backup]\npath = {root}\n{body}")).unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\n[users.root]\nroot = \"{root}\"\naccess = \"write-only\"\ndelete = false\ndaemon = true\ndaemon_config = \"{}\"\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    write_conf("read only = no\n");
+    let out = rshell(&["--check", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "module [backup]: access is write-only but the module does not say \"write only = yes\""
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("module [backup]: delete = false"),
+        "{}",
+        text(&out)
+    );
+    write_conf("read only = no\nwrite only = yes\nrefuse options = delete force partial-dir delay-updates backup backup-dir\n");
+    let out = rshell(&["--check", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    write_conf("&include /etc/rsyncd.d\n");
+    let out = rshell(&["--check", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("&include: rshell cannot verify it"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn policy_shows_each_key_with_its_section() {
     if !is_root() {
         return;

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod report;
 pub mod resolve;
 pub mod rsync;
+pub mod secluded;
 pub mod sshd;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -23,6 +23,7 @@ pub mod report;
 pub mod resolve;
 pub mod rsync;
 pub mod rsyncd;
+pub mod secluded;
 pub mod sshd;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -108,11 +108,15 @@ pub fn key_fingerprint(auth_info_file: &std::path::Path) -> Option<String> {
     }
     let line = text.lines().find(|l| l.starts_with("publickey "))?;
     let blob_b64 = line.split(' ').nth(2)?;
-    let blob = crate::digest::base64_decode(blob_b64)?;
-    let digest = crate::digest::sha256(&blob);
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(blob_b64)
+        .ok()?;
+    let digest = sha2::Sha256::digest(&blob);
     Some(format!(
         "SHA256:{}",
-        crate::digest::base64_encode_nopad(&digest)
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
     ))
 }
 

@@ -8,37 +8,111 @@ use std::fmt::Write as _;
 /// Longest command text put into a record.
 pub const MAX_LOGGED_COMMAND: usize = 1024;
 
-/// Escape control characters, quotes and backslashes; cap the length.
+/// Appended by the escaper when it cuts text at its cap. A backslash followed by `.` is
+/// never produced by an escape, so a cut cannot be mistaken for text ending in dots.
+pub const TRUNCATED: &str = "\\...";
+
+/// Escape text for a log record; at most `cap` bytes of escaped text, then [`TRUNCATED`].
+/// See [`escape_bytes`] for the rules.
 pub fn escape(text: &str, cap: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(cap) + 8);
-    for c in text.chars() {
-        if out.len() >= cap {
-            out.push_str("...");
-            break;
-        }
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
+    escape_bytes(text.as_bytes(), cap)
+}
+
+/// Escape raw bytes for a log record; at most `cap` bytes of escaped text, then
+/// [`TRUNCATED`]. The form is unambiguous (two inputs never escape alike, up to the cap):
+/// - `\` → `\\`, `"` → `\"`;
+/// - ASCII controls (0x00–0x1f, 0x7f) and every byte of invalid UTF-8 → `\xNN`
+///   (the two cannot collide: a control is < 0x80, an invalid byte ≥ 0x80);
+/// - characters that are not printable or that reorder or hide text ([`hidden`])
+///   → `\u{XXXX}`;
+/// - everything else (printable ASCII, space, é, 日本) as is.
+///
+/// Escapes are never split by the cap.
+pub fn escape_bytes(bytes: &[u8], cap: usize) -> String {
+    let mut out = String::with_capacity(bytes.len().min(cap) + TRUNCATED.len());
+    let mut piece = String::with_capacity(12);
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid().chars().map(Ok);
+        let invalid = chunk.invalid().iter().map(|&b| Err(b));
+        for item in valid.chain(invalid) {
+            piece.clear();
+            match item {
+                Ok('\\') => piece.push_str("\\\\"),
+                Ok('"') => piece.push_str("\\\""),
+                Ok(c) if c.is_ascii_control() => {
+                    let _ = write!(piece, "\\x{:02x}", c as u32);
+                }
+                Ok(c) if hidden(c) => {
+                    let _ = write!(piece, "\\u{{{:04x}}}", c as u32);
+                }
+                Ok(c) => piece.push(c),
+                Err(b) => {
+                    let _ = write!(piece, "\\x{b:02x}");
+                }
             }
-            c => out.push(c),
+            // `out.len() <= cap` always holds, so this cannot underflow.
+            if piece.len() > cap - out.len() {
+                out.push_str(TRUNCATED);
+                return out;
+            }
+            out.push_str(&piece);
         }
     }
     out
 }
 
-/// Escape raw bytes: invalid UTF-8 becomes `\xNN`.
-pub fn escape_bytes(bytes: &[u8], cap: usize) -> String {
-    let mut text = String::new();
-    for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            let _ = write!(text, "\u{1}{b:02x}");
-        }
+/// Non-ASCII characters that a log reader would not see as themselves, by Unicode 16.0
+/// (UCD DerivedGeneralCategory.txt, DerivedCoreProperties.txt, PropList.txt):
+/// general categories Cc (C1 controls), Cf (format: bidi embeddings/overrides/isolates,
+/// zero-width characters, soft hyphen, BOM, tags), Zs other than U+0020, Zl, Zp, Co
+/// (private use); the property Default_Ignorable_Code_Point (invisible fillers and
+/// variation selectors, which hide text without being Cf); and the noncharacters.
+/// Other unassigned code points (Cn) are not listed: that needs the full tables.
+/// Sorted, inclusive, non-overlapping (checked by a test).
+const HIDDEN: &[(u32, u32)] = &[
+    (0x0080, 0x009f),    // Cc: C1 controls (0x85 NEL is a line break to some readers)
+    (0x00a0, 0x00a0),    // Zs: no-break space
+    (0x00ad, 0x00ad),    // Cf: soft hyphen
+    (0x034f, 0x034f),    // Default_Ignorable: combining grapheme joiner
+    (0x0600, 0x0605),    // Cf: Arabic number signs
+    (0x061c, 0x061c),    // Cf: Arabic letter mark (bidi)
+    (0x06dd, 0x06dd),    // Cf
+    (0x070f, 0x070f),    // Cf
+    (0x0890, 0x0891),    // Cf
+    (0x08e2, 0x08e2),    // Cf
+    (0x115f, 0x1160),    // Default_Ignorable: Hangul fillers
+    (0x1680, 0x1680),    // Zs: Ogham space mark
+    (0x17b4, 0x17b5),    // Default_Ignorable: Khmer inherent vowels
+    (0x180b, 0x180f),    // Default_Ignorable: Mongolian selectors; Cf: U+180E
+    (0x2000, 0x200f),    // Zs: en quad..hair space; Cf: ZWSP, ZWNJ, ZWJ, LRM, RLM
+    (0x2028, 0x202f),    // Zl, Zp; Cf: LRE, RLE, PDF, LRO, RLO; Zs: narrow no-break space
+    (0x205f, 0x206f),    // Zs: math space; Cf: word joiner.., LRI, RLI, FSI, PDI, ..
+    (0x3000, 0x3000),    // Zs: ideographic space
+    (0x3164, 0x3164),    // Default_Ignorable: Hangul filler
+    (0xe000, 0xf8ff),    // Co
+    (0xfdd0, 0xfdef),    // noncharacters
+    (0xfe00, 0xfe0f),    // Default_Ignorable: variation selectors
+    (0xfeff, 0xfeff),    // Cf: zero-width no-break space (BOM)
+    (0xffa0, 0xffa0),    // Default_Ignorable: halfwidth Hangul filler
+    (0xfff0, 0xfffb),    // Default_Ignorable (unassigned); Cf: interlinear annotation
+    (0x110bd, 0x110bd),  // Cf
+    (0x110cd, 0x110cd),  // Cf
+    (0x13430, 0x1343f),  // Cf: Egyptian hieroglyph format controls
+    (0x1bca0, 0x1bca3),  // Cf: shorthand format controls
+    (0x1d173, 0x1d17a),  // Cf: musical format controls
+    (0xe0000, 0xe0fff),  // Cf: tags; Default_Ignorable: variation selectors supplement
+    (0xf0000, 0x10ffff), // Co: planes 15 and 16 (and their noncharacters)
+];
+
+/// Whether `c` is escaped as `\u{XXXX}`: see [`HIDDEN`]. ASCII is handled by the caller.
+fn hidden(c: char) -> bool {
+    let cp = c as u32;
+    // U+nFFFE and U+nFFFF are noncharacters in every plane.
+    if cp & 0xfffe == 0xfffe {
+        return true;
     }
-    // Re-escape; the \u{1} marker becomes "\x01" + hex, shown as \x?? below.
-    escape(&text, cap).replace("\\x01", "\\x")
+    let i = HIDDEN.partition_point(|&(_, last)| last < cp);
+    HIDDEN.get(i).is_some_and(|&(first, _)| first <= cp)
 }
 
 /// The fields of a decision record.
@@ -124,14 +198,135 @@ pub fn key_fingerprint(auth_info_file: &std::path::Path) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// The inverse of `escape_bytes` (uncapped), for the unambiguity tests.
+    fn unescape(text: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            match chars.next()? {
+                '\\' => out.push(b'\\'),
+                '"' => out.push(b'"'),
+                'x' => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    out.push(u8::from_str_radix(&hex, 16).ok()?);
+                }
+                'u' => {
+                    if chars.next()? != '{' {
+                        return None;
+                    }
+                    let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let c = char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?;
+                    let mut buf = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
     #[test]
     fn control_characters_and_quotes_are_escaped() {
         assert_eq!(escape("a\nb\"c\\", 100), "a\\x0ab\\\"c\\\\");
-        assert_eq!(
-            escape(&"x".repeat(50), 10),
-            format!("{}...", "x".repeat(10))
-        );
+        assert_eq!(escape("\u{1b}[31m\t\u{7f}", 100), "\\x1b[31m\\x09\\x7f");
         assert_eq!(escape_bytes(b"ok\xffz", 100), "ok\\xffz");
+    }
+
+    #[test]
+    fn a_control_byte_and_an_invalid_byte_never_look_alike() {
+        // The old marker trick logged both as `\xff`.
+        let control_then_ff = escape_bytes(b"\x01ff", 100);
+        let invalid = escape_bytes(b"\xff", 100);
+        assert_eq!(control_then_ff, "\\x01ff");
+        assert_eq!(invalid, "\\xff");
+        assert_ne!(control_then_ff, invalid);
+    }
+
+    #[test]
+    fn text_reordering_and_invisible_characters_are_escaped() {
+        assert_eq!(escape("a\u{202e}b", 100), "a\\u{202e}b");
+        assert_eq!(escape("a\u{2028}b\u{2029}", 100), "a\\u{2028}b\\u{2029}");
+        assert_eq!(escape("\u{2066}x\u{2069}", 100), "\\u{2066}x\\u{2069}");
+        assert_eq!(
+            escape("\u{200b}\u{feff}\u{ad}", 100),
+            "\\u{200b}\\u{feff}\\u{00ad}"
+        );
+        assert_eq!(
+            escape("\u{85}\u{a0}\u{3000}", 100),
+            "\\u{0085}\\u{00a0}\\u{3000}"
+        );
+        assert_eq!(escape("\u{e0041}\u{f0000}", 100), "\\u{e0041}\\u{f0000}");
+        assert_eq!(escape("\u{1fffe}\u{fdd0}", 100), "\\u{1fffe}\\u{fdd0}");
+    }
+
+    #[test]
+    fn printable_unicode_is_kept() {
+        assert_eq!(escape("café 日本 ü ∑ 🙂", 100), "café 日本 ü ∑ 🙂");
+        assert_eq!(escape("/srv/backup/a b", 100), "/srv/backup/a b");
+    }
+
+    #[test]
+    fn the_hidden_table_is_sorted_and_disjoint() {
+        for pair in HIDDEN.windows(2) {
+            assert!(pair[0].0 <= pair[0].1 && pair[0].1 < pair[1].0, "{pair:x?}");
+        }
+        assert!(HIDDEN.iter().all(|&(_, last)| last <= 0x10ffff));
+        for cp in [
+            0x9f, 0x200f, 0x202a, 0x2064, 0x206f, 0xfeff, 0x1343f, 0xe0001,
+        ] {
+            assert!(hidden(char::from_u32(cp).unwrap()), "{cp:x}");
+        }
+        for c in ['é', '日', '\u{2010}', '\u{2030}', '\u{fffd}', '\u{1f642}'] {
+            assert!(!hidden(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn the_cap_counts_output_bytes_and_never_splits_an_escape() {
+        let cut = escape(&"x".repeat(50), 10);
+        assert_eq!(cut, format!("{}{TRUNCATED}", "x".repeat(10)));
+        assert_eq!(escape("xxxxxxxxxx", 10), "xxxxxxxxxx");
+        assert_eq!(escape("a\n", 3), format!("a{TRUNCATED}"));
+        assert_eq!(escape("é", 1), TRUNCATED);
+        assert_eq!(escape("", 0), "");
+        // A cut is not text that ends in dots.
+        assert_ne!(escape("abcdef", 3), escape("abc...", 100));
+    }
+
+    #[test]
+    fn escaping_is_injective_on_every_string_of_up_to_two_bytes() {
+        let mut seen = std::collections::HashMap::new();
+        let mut inputs = vec![vec![]];
+        inputs.extend((0..=255u8).map(|a| vec![a]));
+        inputs.extend((0..=255u8).flat_map(|a| (0..=255u8).map(move |b| vec![a, b])));
+        for input in inputs {
+            let escaped = escape_bytes(&input, usize::MAX);
+            assert_eq!(unescape(&escaped).as_deref(), Some(&input[..]), "{escaped}");
+            if let Some(other) = seen.insert(escaped.clone(), input.clone()) {
+                panic!("{other:x?} and {input:x?} both escape to {escaped}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaping_round_trips_and_is_one_printable_line(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+            text in "\\PC{0,8}|[\u{0}-\u{ff}\u{2000}-\u{2070}\u{feff}\u{e0000}-\u{e0080}]{0,8}",
+        ) {
+            for input in [bytes, text.into_bytes()] {
+                let escaped = escape_bytes(&input, usize::MAX);
+                proptest::prop_assert_eq!(unescape(&escaped), Some(input));
+                proptest::prop_assert!(escaped
+                    .chars()
+                    .all(|c| (c.is_ascii() && !c.is_ascii_control()) || (!c.is_ascii() && !hidden(c))));
+            }
+        }
     }
 
     #[test]

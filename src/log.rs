@@ -123,18 +123,25 @@ pub struct Decision<'a> {
     pub uid: u32,
     pub client: Option<String>,
     pub key: Option<String>,
+    /// Raw section name; `line()` quotes and escapes it.
     pub section: String,
     pub mode: &'a str,
+    /// Raw reason; `line()` escapes it (capped).
     pub reason: String,
     pub landlock: String,
+    /// Already escaped and capped by the caller (`escape_bytes(.., MAX_LOGGED_COMMAND)`).
     pub command: String,
+    /// The vetted paths, raw: `line()` escapes each and logs them in full, after the
+    /// capped command, so a long option can never push a path out of the record.
+    pub paths: Vec<String>,
 }
 
 impl Decision<'_> {
-    /// The one-line record.
+    /// The one-line record. Every client-influenced field is escaped; free text is
+    /// quoted; `paths=` comes last as `"a" "b"` (or `-` when there are none).
     pub fn line(&self) -> String {
-        format!(
-            "{} user={} uid={} from={} key={} mode={} section={} {} reason=\"{}\" command=\"{}\"",
+        let mut line = format!(
+            "{} user={} uid={} from={} key={} mode={} section=\"{}\" {} reason=\"{}\" command=\"{}\" paths=",
             if self.allowed { "allow" } else { "deny" },
             escape(self.user, 64),
             self.uid,
@@ -145,7 +152,17 @@ impl Decision<'_> {
             self.landlock,
             escape(&self.reason, 512),
             self.command,
-        )
+        );
+        if self.paths.is_empty() {
+            line.push('-');
+        }
+        for (i, path) in self.paths.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            let _ = write!(line, "\"{}\"", escape(path, usize::MAX));
+        }
+        line
     }
 }
 
@@ -336,7 +353,7 @@ mod tests {
             user: "alice",
             uid: 1000,
             client: Some("127.0.0.1".into()),
-            section: "[users.alice]".into(),
+            section: "forced key".into(),
             mode: "login",
             reason: "bad\nthing".into(),
             landlock: "landlock=off".into(),
@@ -345,10 +362,34 @@ mod tests {
         };
         let line = d.line();
         assert!(!line.contains('\n'));
+        assert_eq!(
+            line,
+            "deny user=alice uid=1000 from=127.0.0.1 key=- mode=login section=\"forced key\" \
+             landlock=off reason=\"bad\\x0athing\" command=\"rsync;\\x0aid\" paths=-"
+        );
+    }
+
+    #[test]
+    fn paths_are_logged_in_full_after_a_capped_command() {
+        let long_option = format!("--exclude={}", "x".repeat(4000));
+        let command = format!("rsync --server {long_option} . /srv/backup/alice/dest");
+        let d = Decision {
+            allowed: true,
+            section: "users.alice\"x".into(),
+            command: escape(&command, MAX_LOGGED_COMMAND),
+            paths: vec![
+                "/srv/backup/alice/dest".into(),
+                "/srv/a \"b\"\n\u{202e}c".into(),
+            ],
+            ..Default::default()
+        };
+        let line = d.line();
+        assert!(!line.contains('\n'));
+        assert!(line.contains(&format!("{TRUNCATED}\" paths=")), "{line}");
         assert!(
-            line.starts_with("deny user=alice uid=1000 from=127.0.0.1"),
+            line.ends_with(" paths=\"/srv/backup/alice/dest\" \"/srv/a \\\"b\\\"\\x0a\\u{202e}c\""),
             "{line}"
         );
-        assert!(line.contains("command=\"rsync;\\x0aid\""), "{line}");
+        assert!(line.contains(" section=\"users.alice\\\"x\" "), "{line}");
     }
 }

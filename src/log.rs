@@ -4,6 +4,12 @@
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::Path;
+
+use base64::Engine as _;
+use sha2::Digest as _;
 
 /// Longest command text put into a record.
 pub const MAX_LOGGED_COMMAND: usize = 1024;
@@ -122,7 +128,10 @@ pub struct Decision<'a> {
     pub user: &'a str,
     pub uid: u32,
     pub client: Option<String>,
-    pub key: Option<String>,
+    pub key: Option<KeyId>,
+    /// Whether the caller trusts `key` (see [`key_fingerprint`]): logged as `key=` if so,
+    /// as `key_unverified=` otherwise.
+    pub key_verified: bool,
     /// Raw section name; `line()` quotes and escapes it.
     pub section: String,
     pub mode: &'a str,
@@ -141,12 +150,16 @@ impl Decision<'_> {
     /// quoted; `paths=` comes last as `"a" "b"` (or `-` when there are none).
     pub fn line(&self) -> String {
         let mut line = format!(
-            "{} user={} uid={} from={} key={} mode={} section=\"{}\" {} reason=\"{}\" command=\"{}\" paths=",
+            "{} user={} uid={} from={} {}={} mode={} section=\"{}\" {} reason=\"{}\" command=\"{}\" paths=",
             if self.allowed { "allow" } else { "deny" },
             escape(self.user, 64),
             self.uid,
             self.client.as_deref().unwrap_or("-"),
-            self.key.as_deref().unwrap_or("-"),
+            match (&self.key, self.key_verified) {
+                (Some(_), false) => "key_unverified",
+                _ => "key",
+            },
+            self.key.as_ref().map_or("-", |k| k.fingerprint.as_str()),
             self.mode,
             escape(&self.section, 128),
             self.landlock,
@@ -189,26 +202,63 @@ pub fn send(line: &str, warning: bool) {
     }
 }
 
-/// The key fingerprint from sshd's `SSH_USER_AUTH` file (`ExposeAuthInfo yes`):
-/// lines like `publickey ssh-ed25519 AAAA...`; we log `SHA256:<base64>` as ssh-keygen does.
-pub fn key_fingerprint(auth_info_file: &std::path::Path) -> Option<String> {
-    // The file is created by sshd, owned by the user; read at most a few KiB.
-    let text = std::fs::read_to_string(auth_info_file).ok()?;
-    if text.len() > 64 * 1024 {
-        return None;
-    }
+/// A key named by the `SSH_USER_AUTH` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyId {
+    /// `SHA256:<unpadded base64>`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+/// Largest `SSH_USER_AUTH` file read; sshd writes one line per authentication method.
+const MAX_AUTH_INFO: u64 = 64 * 1024;
+
+/// The key from sshd's `SSH_USER_AUTH` file (`ExposeAuthInfo yes`; lines like
+/// `publickey ssh-ed25519 AAAA...`, OpenSSH auth2.c). The variable reaches us through the
+/// environment, which the client can set (pam_env reads ~/.pam_environment), so the file
+/// may be anything the user can name: it is read only if it is a small regular file, and
+/// whether to trust the result is the caller's decision (`Decision::key_verified`).
+pub fn key_fingerprint(auth_info_file: &Path) -> Option<KeyId> {
+    let text = read_small_regular_file(auth_info_file, MAX_AUTH_INFO)?;
+    let text = std::str::from_utf8(&text).ok()?;
     let line = text.lines().find(|l| l.starts_with("publickey "))?;
     let blob_b64 = line.split(' ').nth(2)?;
-    use base64::Engine as _;
-    use sha2::Digest as _;
     let blob = base64::engine::general_purpose::STANDARD
         .decode(blob_b64)
         .ok()?;
     let digest = sha2::Sha256::digest(&blob);
-    Some(format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-    ))
+    Some(KeyId {
+        fingerprint: format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+        ),
+    })
+}
+
+/// The contents of `path` if it is a regular file of at most `max` bytes; never blocks on
+/// a FIFO or device, never follows a final symlink, never reads more than `max + 1` bytes.
+fn read_small_regular_file(path: &Path, max: u64) -> Option<Vec<u8>> {
+    // lstat first: opening a device can act on it (a tape rewinds on close, a watchdog
+    // arms), even with O_NONBLOCK; only a regular file is opened at all.
+    let before = std::fs::symlink_metadata(path).ok()?;
+    if !before.file_type().is_file() {
+        return None;
+    }
+    // O_NOFOLLOW: a symlink swapped in after the lstat fails with ELOOP. O_NONBLOCK: a
+    // FIFO swapped in opens without waiting for a writer (fifo(7)) and is refused below.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    // fstat the file we actually opened: still a regular file, and the one we lstat'ed.
+    let opened = file.metadata().ok()?;
+    if !opened.file_type().is_file() || (opened.dev(), opened.ino()) != (before.dev(), before.ino())
+    {
+        return None;
+    }
+    let mut data = Vec::new();
+    file.take(max + 1).read_to_end(&mut data).ok()?;
+    (data.len() as u64 <= max).then_some(data)
 }
 
 #[cfg(test)]
@@ -391,5 +441,129 @@ mod tests {
             "{line}"
         );
         assert!(line.contains(" section=\"users.alice\\\"x\" "), "{line}");
+    }
+
+    /// A fresh directory for one test, removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!(
+                "rshell-log-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    // Generated once with `ssh-keygen -t ed25519` / `-t ecdsa`; the fingerprints are what
+    // `ssh-keygen -lf` printed for them.
+    const ED25519: &str = "ssh-ed25519 \
+        AAAAC3NzaC1lZDI1NTE5AAAAILZrA6cJD/GY2z24bbQsyrhyVWHQFg/LU8b4fVa3mHjz";
+    const ED25519_FP: &str = "SHA256:K2gYa0LB8CdQYsCXJo2HkD9alprB4qXmdATe/q25fYY";
+    const ECDSA: &str = "ecdsa-sha2-nistp256 \
+        AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBM3rONxtQkkH8iFiUVWkXonbFmZhAhxfP\
+        EGnZjSjZsOx9EMyYRdqMmVZBQTKFE1fvvW2UFDDf1sMxbdmoE7peU=";
+    const ECDSA_FP: &str = "SHA256:+aJFsRUOsQjiYrirZJzgadLrqQ/c7EHUqlQTOmQX8k8";
+
+    /// `key_fingerprint` on another thread: a hang fails the test instead of stalling it.
+    fn fingerprint_within(path: &Path, limit: std::time::Duration) -> Option<KeyId> {
+        let path = path.to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(key_fingerprint(&path));
+        });
+        rx.recv_timeout(limit)
+            .expect("key_fingerprint must not block")
+    }
+
+    const QUICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+    #[test]
+    fn the_fingerprint_is_the_one_ssh_keygen_prints() {
+        let dir = Scratch::new("fp");
+        let auth = dir.0.join("auth");
+        for (key, fp) in [(ED25519, ED25519_FP), (ECDSA, ECDSA_FP)] {
+            std::fs::write(&auth, format!("password\npublickey {key}\n")).unwrap();
+            let got = fingerprint_within(&auth, QUICK);
+            assert_eq!(got.map(|k| k.fingerprint).as_deref(), Some(fp));
+        }
+        std::fs::write(&auth, "keyboard-interactive\n").unwrap();
+        assert_eq!(fingerprint_within(&auth, QUICK), None);
+        std::fs::write(&auth, "publickey ssh-ed25519 not*base64\n").unwrap();
+        assert_eq!(fingerprint_within(&auth, QUICK), None);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let dir = Scratch::new("fifo");
+        let fifo = dir.0.join("auth");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(fingerprint_within(&fifo, QUICK), None);
+    }
+
+    #[test]
+    fn a_symlink_is_refused() {
+        let dir = Scratch::new("link");
+        let target = dir.0.join("auth");
+        std::fs::write(&target, format!("publickey {ED25519}\n")).unwrap();
+        let link = dir.0.join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(fingerprint_within(&target, QUICK).is_some());
+        assert_eq!(fingerprint_within(&link, QUICK), None);
+    }
+
+    #[test]
+    fn devices_are_refused_without_reading() {
+        assert_eq!(fingerprint_within(Path::new("/dev/zero"), QUICK), None);
+        assert_eq!(fingerprint_within(Path::new("/dev/null"), QUICK), None);
+        assert_eq!(
+            fingerprint_within(Path::new("/nonexistent/auth"), QUICK),
+            None
+        );
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused() {
+        let dir = Scratch::new("big");
+        let auth = dir.0.join("auth");
+        let first = format!("publickey {ED25519}\n");
+        let mut text = first.clone();
+        text.push_str(&"x".repeat(MAX_AUTH_INFO as usize - first.len()));
+        std::fs::write(&auth, &text).unwrap();
+        assert!(
+            fingerprint_within(&auth, QUICK).is_some(),
+            "64 KiB is allowed"
+        );
+        text.push('x');
+        std::fs::write(&auth, &text).unwrap();
+        assert_eq!(fingerprint_within(&auth, QUICK), None);
+        std::fs::write(&auth, first + &"x".repeat(70 * 1024)).unwrap();
+        assert_eq!(fingerprint_within(&auth, QUICK), None);
+    }
+
+    #[test]
+    fn an_unverified_key_is_labelled_so() {
+        let key = KeyId {
+            fingerprint: ED25519_FP.into(),
+        };
+        let mut d = Decision {
+            key: Some(key),
+            ..Default::default()
+        };
+        assert!(d.line().contains(&format!(" key_unverified={ED25519_FP} ")));
+        d.key_verified = true;
+        assert!(d.line().contains(&format!(" key={ED25519_FP} ")));
+        d.key = None;
+        assert!(d.line().contains(" key=- "));
     }
 }

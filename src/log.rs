@@ -1,12 +1,15 @@
-//! Syslog records (design §4): one per decision, one per outcome; facility authpriv,
-//! ident `rshell`. Untrusted text is escaped and length-capped before it is logged.
-//! If syslog is unavailable the decision stands; stderr still explains.
+//! Log records: one per decision, one per outcome; facility authpriv, ident `rshell`,
+//! to syslog (/dev/log) or else the systemd journal. Untrusted text is escaped before it
+//! is logged. Without a log sink the decision stands, and nothing is printed instead:
+//! stderr belongs to the client, which gets only the one `rshell: denied:` line.
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::time::Duration;
 
 use base64::Engine as _;
 use sha2::Digest as _;
@@ -179,26 +182,104 @@ impl Decision<'_> {
     }
 }
 
-/// Send one record to syslog (authpriv, ident rshell). Failures are reported on stderr
-/// once, never fatal.
-pub fn send(line: &str, warning: bool) {
-    let formatter = syslog::Formatter3164 {
-        facility: syslog::Facility::LOG_AUTHPRIV,
-        hostname: None,
-        process: "rshell".into(),
-        pid: std::process::id(),
+/// Where a record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// The syslog socket, /dev/log.
+    Syslog,
+    /// The systemd journal's native socket.
+    Journal,
+    /// Nowhere: no sink accepted it in time.
+    None,
+}
+
+const SYSLOG_SOCKET: &str = "/dev/log";
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+/// How long one send may wait for a logger whose queue is full.
+const SEND_TIMEOUT: Duration = Duration::from_millis(200);
+/// LOG_AUTHPRIV (syslog.h): records name users and keys, so not the world-readable facility.
+const FACILITY_AUTHPRIV: u32 = 10;
+const SEVERITY_WARNING: u32 = 4;
+const SEVERITY_INFO: u32 = 6;
+
+/// Send one record (authpriv, ident `rshell`; warning for refusals, info otherwise) to
+/// /dev/log, else to the journal. Never fatal, never blocks longer than a short timeout
+/// per sink, never prints the record: the caller decides what to do with [`Sink::None`].
+pub fn send(line: &str, warning: bool) -> Sink {
+    send_via(
+        Path::new(SYSLOG_SOCKET),
+        Path::new(JOURNAL_SOCKET),
+        line,
+        warning,
+        SEND_TIMEOUT,
+    )
+}
+
+fn send_via(syslog: &Path, journal: &Path, line: &str, warning: bool, timeout: Duration) -> Sink {
+    let severity = if warning {
+        SEVERITY_WARNING
+    } else {
+        SEVERITY_INFO
     };
-    let result = syslog::unix(formatter).and_then(|mut w| {
-        if warning {
-            w.warning(line)
+    let record = syslog_datagram(line, severity, std::process::id());
+    if send_datagram(syslog, record.as_bytes(), timeout).is_ok() {
+        return Sink::Syslog;
+    }
+    if send_datagram(journal, &journal_datagram(line, severity), timeout).is_ok() {
+        return Sink::Journal;
+    }
+    Sink::None
+}
+
+/// RFC 3164 style, as glibc syslog(3) sends it but without the timestamp: the receiver
+/// stamps local-socket messages itself (rsyslog imuxsock ignores a sent timestamp by
+/// default; journald and busybox syslogd accept the form without one).
+fn syslog_datagram(line: &str, severity: u32, pid: u32) -> String {
+    format!(
+        "<{}>rshell[{pid}]: {line}",
+        FACILITY_AUTHPRIV * 8 + severity
+    )
+}
+
+/// The journal's native protocol (systemd.journal-fields(7), "Native Journal Protocol"):
+/// `FIELD=value\n` per field; a value holding a newline is sent as `FIELD\n`, its length
+/// as 64-bit little endian, the value, `\n`.
+fn journal_datagram(line: &str, severity: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len() + 80);
+    let priority = severity.to_string();
+    let facility = FACILITY_AUTHPRIV.to_string();
+    for (field, value) in [
+        ("MESSAGE", line),
+        ("SYSLOG_IDENTIFIER", "rshell"),
+        ("PRIORITY", &priority),
+        ("SYSLOG_FACILITY", &facility),
+    ] {
+        out.extend_from_slice(field.as_bytes());
+        if value.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
         } else {
-            w.info(line)
+            out.push(b'=');
         }
-    });
-    // A refusal already explains itself in its one stderr line; only allowed sessions
-    // mention that their record could not be written.
-    if let (Err(e), false) = (result, warning) {
-        eprintln!("rshell: note: syslog unavailable ({e}); not logged: {line}");
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// One datagram to the socket at `path`. A blocking send to a unix datagram socket whose
+/// reader has stopped waits for room in its queue (net.unix.max_dgram_qlen, kernel
+/// unix_dgram_sendmsg) — forever, as the `syslog` crate and glibc syslog(3) would; the
+/// send timeout (SO_SNDTIMEO) bounds that wait. No stream fallback: connecting to a
+/// stalled stream listener could block too.
+fn send_datagram(path: &Path, message: &[u8], timeout: Duration) -> std::io::Result<()> {
+    let socket = UnixDatagram::unbound()?;
+    socket.set_write_timeout(Some(timeout))?;
+    let sent = socket.send_to(message, path)?;
+    if sent == message.len() {
+        Ok(())
+    } else {
+        Err(std::io::ErrorKind::WriteZero.into())
     }
 }
 
@@ -565,5 +646,116 @@ mod tests {
         assert!(d.line().contains(&format!(" key={ED25519_FP} ")));
         d.key = None;
         assert!(d.line().contains(" key=- "));
+    }
+
+    fn receiver(path: &Path) -> UnixDatagram {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        socket
+    }
+
+    fn received(socket: &UnixDatagram) -> Vec<u8> {
+        let mut buf = vec![0; 65536];
+        let n = socket.recv(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    const SHORT: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn a_record_goes_to_syslog_in_rfc3164_form() {
+        let dir = Scratch::new("syslog");
+        let (syslog, journal) = (dir.0.join("log"), dir.0.join("journal"));
+        let reader = receiver(&syslog);
+        let pid = std::process::id();
+        assert_eq!(
+            send_via(&syslog, &journal, "allow x", false, SHORT),
+            Sink::Syslog
+        );
+        assert_eq!(
+            received(&reader),
+            format!("<86>rshell[{pid}]: allow x").into_bytes()
+        );
+        assert_eq!(
+            send_via(&syslog, &journal, "deny y", true, SHORT),
+            Sink::Syslog
+        );
+        assert_eq!(
+            received(&reader),
+            format!("<84>rshell[{pid}]: deny y").into_bytes()
+        );
+    }
+
+    #[test]
+    fn without_syslog_a_record_goes_to_the_journal_in_its_native_form() {
+        let dir = Scratch::new("journal");
+        let (syslog, journal) = (dir.0.join("log"), dir.0.join("journal"));
+        let reader = receiver(&journal);
+        assert_eq!(
+            send_via(&syslog, &journal, "deny y", true, SHORT),
+            Sink::Journal
+        );
+        assert_eq!(
+            received(&reader),
+            b"MESSAGE=deny y\nSYSLOG_IDENTIFIER=rshell\nPRIORITY=4\nSYSLOG_FACILITY=10\n"
+        );
+        // /dev/log that is not a socket (a file here) counts as missing.
+        std::fs::write(&syslog, "").unwrap();
+        assert_eq!(
+            send_via(&syslog, &journal, "allow", false, SHORT),
+            Sink::Journal
+        );
+        assert!(received(&reader).starts_with(b"MESSAGE=allow\n"));
+    }
+
+    #[test]
+    fn a_journal_value_with_a_newline_is_sent_length_prefixed() {
+        let datagram = journal_datagram("a\nb", 6);
+        let mut expected = b"MESSAGE\n".to_vec();
+        expected.extend_from_slice(&3u64.to_le_bytes());
+        expected
+            .extend_from_slice(b"a\nb\nSYSLOG_IDENTIFIER=rshell\nPRIORITY=6\nSYSLOG_FACILITY=10\n");
+        assert_eq!(datagram, expected);
+    }
+
+    #[test]
+    fn with_no_sink_the_record_goes_nowhere() {
+        let dir = Scratch::new("nosink");
+        let (syslog, journal) = (dir.0.join("log"), dir.0.join("journal"));
+        assert_eq!(
+            send_via(&syslog, &journal, "allow", false, SHORT),
+            Sink::None
+        );
+    }
+
+    #[test]
+    fn a_logger_that_stops_reading_cannot_stall_rshell() {
+        let dir = Scratch::new("stall");
+        let (syslog, journal) = (dir.0.join("log"), dir.0.join("journal"));
+        let _never_read = receiver(&syslog);
+        // Fill the reader's queue; once full, each send gives up after the timeout.
+        let mut refused = 0;
+        for _ in 0..5000 {
+            let started = std::time::Instant::now();
+            let sink = send_via(&syslog, &journal, "allow", false, SHORT);
+            assert!(started.elapsed() < Duration::from_secs(2));
+            if sink == Sink::None {
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(refused, 3, "the queue never filled");
+        // A stalled syslog still leaves the journal.
+        let reader = receiver(&journal);
+        assert_eq!(
+            send_via(&syslog, &journal, "allow", false, SHORT),
+            Sink::Journal
+        );
+        assert!(received(&reader).starts_with(b"MESSAGE=allow\n"));
     }
 }

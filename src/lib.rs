@@ -12,7 +12,6 @@ pub mod check;
 pub mod cli;
 pub mod command;
 pub mod confine;
-pub mod digest;
 pub mod glob;
 pub mod lint;
 pub mod log;

@@ -96,7 +96,7 @@ impl ExecPlan {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Allow(ExecPlan),
+    Allow(Box<ExecPlan>),
     Deny(String),
 }
 
@@ -139,7 +139,7 @@ pub fn lock_kind(invocation: &Invocation, settings: &Settings) -> Option<LockKin
 /// Decide one request.
 pub fn decide(req: &Request) -> Verdict {
     match decide_inner(req) {
-        Ok(plan) => Verdict::Allow(plan),
+        Ok(plan) => Verdict::Allow(Box::new(plan)),
         Err(reason) => Verdict::Deny(reason),
     }
 }
@@ -339,18 +339,19 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     };
 
     let mut exec_paths = Vec::new();
-    let base: (PathBuf, usize);
-    if t.sender {
+    // One wildcard budget for the whole request (all words), with a wall-clock deadline.
+    let mut budget = crate::glob::Budget::new(&crate::glob::Limits::DEFAULT);
+    let base: (PathBuf, usize) = if t.sender {
         let relative = t.has_flag('R') && !t.has("no-relative");
         for word in &t.paths {
             let mapped = resolve::map_client_path(word, &root.path)?;
-            for rel in resolve::expand(root, &mapped)? {
+            for rel in resolve::expand(root, &mapped, &mut budget)? {
                 let (exec, shown) = source_word(root, &mapped, &rel, relative, &mut plan.pins)?;
                 exec_paths.push(exec);
                 plan.paths.push(shown);
             }
         }
-        base = (PathBuf::new(), 0);
+        (PathBuf::new(), 0)
     } else {
         let word = &t.paths[0];
         let mapped = resolve::map_client_path(word, &root.path).map_err(hide)?;
@@ -359,7 +360,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
                 "wildcards in the destination are not allowed on a write-only account".into(),
             );
         }
-        let rels = resolve::expand(root, &mapped).map_err(hide)?;
+        let rels = resolve::expand(root, &mapped, &mut budget).map_err(hide)?;
         let [dest] = rels.as_slice() else {
             return Err(
                 "an upload takes exactly one destination, and the wildcard does not name exactly one"
@@ -370,8 +371,8 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
         let d = dest_word(root, dest, dir_like, &mut plan.pins).map_err(hide)?;
         exec_paths.push(d.exec);
         plan.paths.push(d.shown);
-        base = (d.base, d.created);
-    }
+        (d.base, d.created)
+    };
 
     // A sender never uses receiver directories: they are dropped from its argv (rsync
     // would ignore them), so a pull that carries `--backup-dir ../old` is not refused.
@@ -449,7 +450,10 @@ fn source_word(
     if parent.is_empty() || leaf == ".." || leaf == "." {
         return Ok((mapped.exec_word(rel), shown));
     }
-    let dir = resolve::locate(root, Path::new(""), 0, parent)?;
+    // The parent is resolved again to pin it: if it changed since, the refusal still
+    // names the path the client asked for.
+    let dir = resolve::locate(root, Path::new(""), 0, parent)
+        .map_err(|e| e.replacen(&format!("{parent:?}"), &format!("{rel:?}"), 1))?;
     if !dir.missing.is_empty() || dir.kind != sys::Kind::Directory {
         return Ok((mapped.exec_word(rel), shown));
     }

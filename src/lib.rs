@@ -169,6 +169,15 @@ fn decide_with(input: &Input, policy: &Policy, take_lock: bool) -> Result<ExecPl
         rsync::parse(&words, &policy.settings.rsync).map_err(|e| Failure::Denied(e.to_string()))?;
     let s = &policy.settings;
     check::check_from(s, input.client).map_err(denied)?;
+    if invocation == rsync::Invocation::Daemon && s.daemon && !s.daemon_config.is_empty() {
+        // In daemon mode rsync obeys only rsyncd.conf: a narrower access, delete = false or
+        // overwrite = false must be stated by every module itself, or the policy is broken.
+        let wanted = lint::daemon_requirements(s);
+        if wanted.any() {
+            rsyncd::verify_file(Path::new(&s.daemon_config), &wanted)
+                .map_err(|errs| Failure::Config(errs.join("; ")))?;
+        }
+    }
     // The configured root is opened once; the lock is taken on it before anything beneath
     // it is resolved, and held (by rsync, which inherits the descriptor) until rsync exits.
     let configured = Root::open(&policy::expand_root(
@@ -199,7 +208,7 @@ fn decide_with(input: &Input, policy: &Policy, take_lock: bool) -> Result<ExecPl
     match check::decide(&request) {
         Verdict::Allow(mut plan) => {
             plan.locked = lock.map(|_| configured);
-            Ok(plan)
+            Ok(*plan)
         }
         Verdict::Deny(reason) => Err(Failure::Denied(reason)),
     }
@@ -385,6 +394,8 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
         user: &account.name,
         uid: account.uid,
         client: client.map(|c| c.to_string()),
+        // Labelled unverified: rshell cannot tell sshd's SSH_USER_AUTH from one set
+        // through ~/.pam_environment (see `rshell --check` on ExposeAuthInfo).
         key: key_fp,
         mode: form.name(),
         section: "-".into(),
@@ -433,6 +444,8 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
             record.allowed = true;
             record.reason = plan.kind.into();
             record.landlock = predicted_landlock(&plan);
+            // The vetted paths in full (the command above is capped).
+            record.paths = plan.paths.clone();
             log::send(&record.line(), false);
             execute(&plan, &record)
         }

@@ -14,9 +14,7 @@
 //! Read-only file-system access only; creating directories for pins happens at exec time.
 #![forbid(unsafe_code)]
 
-use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -325,171 +323,15 @@ pub fn suffix(names: &[String]) -> String {
     names.iter().map(|n| format!("/{n}")).collect()
 }
 
-/// Expand unquoted wildcards beneath root as a shell would. No match: the word stays
-/// literal (POSIX). Hidden names match only a literal leading `.`.
-pub fn expand(root: &Root, mapped: &Mapped) -> Result<Vec<String>, String> {
-    if mapped.active_glob.is_empty() {
-        return Ok(vec![mapped.rel.clone()]);
-    }
-    // Split into components, remembering which characters of each are active.
-    let mut comps: Vec<(String, Vec<bool>)> = vec![(String::new(), Vec::new())];
-    for (i, c) in mapped.rel.char_indices() {
-        if c == '/' {
-            comps.push((String::new(), Vec::new()));
-            continue;
-        }
-        let last = comps.last_mut().expect("never empty");
-        for _ in 0..c.len_utf8() {
-            last.1.push(mapped.active_glob.contains(&i));
-        }
-        last.0.push(c);
-    }
-    let trailing_slash = mapped.rel.ends_with('/');
-    let mut results: Vec<PathBuf> = vec![PathBuf::new()];
-    for (name, active) in comps.iter().filter(|(n, _)| !n.is_empty()) {
-        if !active.iter().any(|a| *a) {
-            results.iter_mut().for_each(|r| r.push(name));
-            continue;
-        }
-        let mut next = Vec::new();
-        for prefix in &results {
-            let Ok(dir) = sys::open_beneath(
-                &root.fd,
-                if prefix.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    prefix
-                },
-            ) else {
-                continue;
-            };
-            let Ok(mut names) = sys::list_dir(&dir) else {
-                continue;
-            };
-            names.sort();
-            for entry in names {
-                if glob_match(name, active, &entry) {
-                    next.push(prefix.join(&entry));
-                    if next.len() > MAX_EXPANSION {
-                        return Err(format!(
-                            "{:?} matches more than {MAX_EXPANSION} names",
-                            mapped.rel
-                        ));
-                    }
-                }
-            }
-        }
-        results = next;
-        if results.is_empty() {
-            return Ok(vec![mapped.rel.clone()]);
-        }
-    }
-    results
-        .into_iter()
-        .map(|p| {
-            let mut s = p
-                .into_os_string()
-                .into_string()
-                .map_err(|_| "a matching name is not UTF-8".to_string())?;
-            if trailing_slash {
-                s.push('/');
-            }
-            Ok(s)
-        })
-        .collect()
-}
-
-/// Shell pattern matching of one name: `*`, `?`, `[...]` where active; everything else
-/// literal. A leading `.` in the name must be matched literally.
-fn glob_match(pattern: &str, active: &[bool], name: &OsString) -> bool {
-    let name = name.as_bytes();
-    let pat = pattern.as_bytes();
-    let literal_dot = pat.first() == Some(&b'.') && active.first() == Some(&false);
-    if name.first() == Some(&b'.') && !literal_dot {
-        return false;
-    }
-    match_from(pat, active, name)
-}
-
-fn match_from(pat: &[u8], active: &[bool], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pat.len() && active[p] && pat[p] == b'*' {
-            star = Some((p, n));
-            p += 1;
-            continue;
-        }
-        // (pattern bytes, name bytes) consumed by one step.
-        let step = if p < pat.len() && active[p] && pat[p] == b'?' {
-            Some((1, utf8_len(name[n])))
-        } else if p < pat.len() && active[p] && pat[p] == b'[' {
-            match_class(&pat[p..], name[n]).map(|len| (len, 1))
-        } else if p < pat.len() && pat[p] == name[n] {
-            Some((1, 1))
-        } else {
-            None
-        };
-        match step {
-            Some((plen, nlen)) => {
-                p += plen;
-                n += nlen;
-            }
-            None => match star {
-                Some((sp, sn)) => {
-                    p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    while p < pat.len() && active[p] && pat[p] == b'*' {
-        p += 1;
-    }
-    p == pat.len()
-}
-
-/// Length of the UTF-8 sequence that starts with `lead` (1 for a stray byte), so `?`
-/// matches one character as a shell in a UTF-8 locale would.
-fn utf8_len(lead: u8) -> usize {
-    match lead {
-        0xf0..=0xf7 => 4,
-        0xe0..=0xef => 3,
-        0xc0..=0xdf => 2,
-        _ => 1,
-    }
-}
-
-/// Match `[...]` at the start of `pat` against `c`; returns the class length on a match.
-/// An unterminated `[` matches itself literally.
-fn match_class(pat: &[u8], c: u8) -> Option<usize> {
-    let mut i = 1;
-    let negate = matches!(pat.get(i), Some(b'!') | Some(b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < pat.len() && (pat[i] != b']' || first) {
-        first = false;
-        if i + 2 < pat.len() && pat[i + 1] == b'-' && pat[i + 2] != b']' {
-            if pat[i] <= c && c <= pat[i + 2] {
-                matched = true;
-            }
-            i += 3;
-        } else {
-            if pat[i] == c {
-                matched = true;
-            }
-            i += 1;
-        }
-    }
-    if i >= pat.len() {
-        return (c == b'[').then_some(1);
-    }
-    (matched != negate).then_some(i + 1)
+/// Expand unquoted wildcards beneath root as a shell would (no match: the word stays
+/// literal), within the request's work budget (see glob.rs).
+pub fn expand(
+    root: &Root,
+    mapped: &Mapped,
+    budget: &mut crate::glob::Budget,
+) -> Result<Vec<String>, String> {
+    crate::glob::expand(&root.fd, &mapped.rel, &mapped.active_glob, budget)
+        .map_err(|e| e.to_string())
 }
 
 /// One plain name (for a relative `--partial-dir`, which rsync applies in every
@@ -542,27 +384,6 @@ mod tests {
         assert_eq!(dash.exec_word(&dash.rel), "./-x");
         let g = map_client_path(&word("/a*", &[2], false), root).unwrap();
         assert_eq!((g.rel.as_str(), g.active_glob), ("a*", vec![1]));
-    }
-
-    #[test]
-    fn glob_matching_is_shell_like() {
-        let all = |p: &str| vec![true; p.len()];
-        let m = |p: &str, n: &str| glob_match(p, &all(p), &OsString::from(n));
-        assert!(m("*.txt", "a.txt"));
-        assert!(!m("*.txt", ".hidden.txt"));
-        assert!(m("a?c", "abc"));
-        assert!(m("[a-c]x", "bx"));
-        assert!(!m("[!a-c]x", "bx"));
-        assert!(m("*", "x"));
-        assert!(!m("a*b", "ac"));
-        assert!(
-            m("caf?", "caf\u{e9}"),
-            "`?` matches one character, not one byte"
-        );
-        assert!(!m("caf??", "caf\u{e9}"));
-        // Escaped wildcards are literal.
-        assert!(glob_match("a*", &[false, false], &OsString::from("a*")));
-        assert!(!glob_match("a*", &[false, false], &OsString::from("ab")));
     }
 
     #[test]

@@ -87,33 +87,50 @@ pub struct Input<'a> {
     pub command: &'a [u8],
 }
 
+/// Where the words of a secluded-args request (`rsync --server -s...`) come from.
+#[derive(Debug, Clone, Copy)]
+pub enum SecludedWords<'a> {
+    /// A real run: read from standard input one byte at a time, never past the
+    /// terminating empty word (the protocol bytes that follow stay unread, for rsync).
+    Stdin,
+    /// `rshell --test --secluded` and tests: the words as the client would send them.
+    Given(&'a [Vec<u8>]),
+    /// None available: a secluded request is refused with a hint.
+    Absent,
+}
+
 /// The result of the shared steps.
 #[derive(Debug)]
 pub struct Evaluation {
     pub policy: Option<Policy>,
     pub outcome: Result<ExecPlan, Failure>,
+    /// The secluded words that were vetted, when the request used that form.
+    pub secluded: Option<Vec<Vec<u8>>>,
 }
 
 /// Every step up to the decision, identical for a real run and `--test`.
-pub fn evaluate(input: &Input) -> Evaluation {
-    evaluate_with(input, false)
+pub fn evaluate(input: &Input, secluded: SecludedWords) -> Evaluation {
+    evaluate_with(input, false, secluded)
 }
 
 /// [`evaluate`], taking the root lock before resolving when `take_lock` (a real run).
-fn evaluate_with(input: &Input, take_lock: bool) -> Evaluation {
+fn evaluate_with(input: &Input, take_lock: bool, secluded: SecludedWords) -> Evaluation {
     let policy = match load_policy(input) {
         Ok(p) => p,
         Err(f) => {
             return Evaluation {
                 policy: None,
                 outcome: Err(f),
+                secluded: None,
             }
         }
     };
-    let outcome = decide_with(input, &policy, take_lock);
+    let mut read = None;
+    let outcome = decide_with(input, &policy, take_lock, secluded, &mut read);
     Evaluation {
         policy: Some(policy),
         outcome,
+        secluded: read,
     }
 }
 
@@ -156,15 +173,49 @@ fn load_policy(input: &Input) -> Result<Policy, Failure> {
 /// the policy tables in tests can run the real code on a parsed (not file-loaded) policy.
 /// Takes no lock (`--test` and tests); a real run locks first (see [`serve`]).
 pub fn decide_command(input: &Input, policy: &Policy) -> Result<ExecPlan, Failure> {
-    decide_with(input, policy, false)
+    decide_with(input, policy, false, SecludedWords::Absent, &mut None)
 }
 
-fn decide_with(input: &Input, policy: &Policy, take_lock: bool) -> Result<ExecPlan, Failure> {
+/// [`decide_command`] for a secluded-args request whose words are given.
+pub fn decide_secluded(
+    input: &Input,
+    policy: &Policy,
+    words: &[Vec<u8>],
+) -> Result<ExecPlan, Failure> {
+    decide_with(input, policy, false, SecludedWords::Given(words), &mut None)
+}
+
+fn decide_with(
+    input: &Input,
+    policy: &Policy,
+    take_lock: bool,
+    secluded: SecludedWords,
+    read: &mut Option<Vec<Vec<u8>>>,
+) -> Result<ExecPlan, Failure> {
     if input.form == Form::Standalone && input.command == b"true" {
         return Err(Failure::Probe);
     }
     let denied = |e: String| Failure::Denied(e);
     let words = command::split(input.command).map_err(|e| Failure::Denied(e.to_string()))?;
+    let words = match secluded_form(&words)? {
+        false => words,
+        true => {
+            let list = match secluded {
+                SecludedWords::Stdin => {
+                    secluded::read_words(std::io::stdin().as_fd(), &secluded::Limits::DEFAULT)
+                        .map_err(|e| Failure::Denied(e.to_string()))?
+                }
+                SecludedWords::Given(w) => w.to_vec(),
+                SecludedWords::Absent => return Err(Failure::Denied(
+                    "this is rsync's secluded-args form (-s): its words follow on standard input (rshell --test takes them with --secluded)".into(),
+                )),
+            };
+            let vetted =
+                secluded::to_words(&words, &list).map_err(|e| Failure::Denied(e.to_string()))?;
+            *read = Some(list);
+            vetted
+        }
+    };
     let invocation =
         rsync::parse(&words, &policy.settings.rsync).map_err(|e| Failure::Denied(e.to_string()))?;
     let s = &policy.settings;
@@ -211,6 +262,33 @@ fn decide_with(input: &Input, policy: &Policy, take_lock: bool) -> Result<ExecPl
             Ok(*plan)
         }
         Verdict::Deny(reason) => Err(Failure::Denied(reason)),
+    }
+}
+
+/// Whether the command line is rsync's secluded-args form: `rsync --server [--sender]
+/// -s<flags>e<caps>` and nothing after the bundle (the client then sends every other word
+/// on standard input). `--iconv` in that form is refused: the words would arrive in the
+/// client's charset. Any other use of `-s` is left to the option table, which refuses it.
+fn secluded_form(words: &[command::Word]) -> Result<bool, Failure> {
+    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    let at = if texts.get(2) == Some(&"--sender") {
+        3
+    } else {
+        2
+    };
+    if texts.get(1) != Some(&"--server")
+        || !texts
+            .get(at)
+            .is_some_and(|b| secluded::is_secluded_bundle(b))
+    {
+        return Ok(false);
+    }
+    match &texts[at + 1..] {
+        [] => Ok(true),
+        [iconv] if iconv.starts_with("--iconv") => Err(Failure::Denied(
+            "--iconv is refused with secluded arguments (the words would arrive in the client's charset)".into(),
+        )),
+        _ => Ok(false),
     }
 }
 
@@ -423,7 +501,12 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
         client,
         command: &command_bytes,
     };
-    let evaluation = evaluate_with(&input, true);
+    let evaluation = evaluate_with(&input, true, SecludedWords::Stdin);
+    if let Some(words) = &evaluation.secluded {
+        // Log the vetted words like a command: the command line alone says little.
+        let shown: Vec<String> = words.iter().map(|w| log::escape_bytes(w, 4096)).collect();
+        record.command = format!("{} [secluded] {}", record.command, shown.join(" "));
+    }
     if let Some(p) = &evaluation.policy {
         record.section = p.section.to_string();
     }

@@ -71,7 +71,7 @@ pub fn test(
         client,
         command: command.as_bytes(),
     };
-    let evaluation = evaluate(&input);
+    let evaluation = evaluate(&input, crate::SecludedWords::Absent);
     let code = match &evaluation.outcome {
         Ok(_) | Err(Failure::Probe) => 0,
         Err(Failure::Denied(_)) => 1,

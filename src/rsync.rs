@@ -98,7 +98,7 @@ pub const MAX_ALLOC_LIMIT: u64 = 8 << 30;
 const CLIENT_ONLY: &str = "is a client-side option that an rsync client never sends to a server";
 const SYMLINK_OUT: &str = "follows symlinks out of the confined directory";
 const RULE_FILE: &str = "makes the server read rule files by path";
-const SECLUDED: &str = "moves the real arguments out of sight (secluded args); use rsync daemon over ssh (`rsync -e ssh host::module`) if you need them";
+const SECLUDED: &str = "(secluded args) is accepted only in rsync's own secluded form: nothing after the option bundle on the command line, the other words on standard input";
 
 macro_rules! row {
     ($short:expr, $long:expr, $value:expr, $class:expr) => {

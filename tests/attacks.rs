@@ -718,3 +718,106 @@ fn group_and_user_sections_layer_key_by_key() {
     assert!(world.decide(&policy, PUSH).is_ok());
     assert!(world.decide(&policy, PULL).is_err());
 }
+
+// Secluded arguments (`rsync -s`, BackupPC 4, LuckyBackup): the words on standard input get
+// exactly the vetting of command-line words; `-s` is dropped from the argv rsync gets.
+
+fn secluded(
+    world: &World,
+    config: &str,
+    command: &str,
+    words: &str,
+) -> Result<Vec<String>, String> {
+    let policy = world.policy(config);
+    match world.decide_secluded(&policy, command, &common::secluded_words(words)) {
+        Ok(plan) => Ok(plan.shown_argv()),
+        Err(Failure::Denied(reason)) => Err(reason),
+        Err(other) => Err(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn given_backuppc_defaults_then_full_incremental_and_restore_are_allowed() {
+    let world = World::new("bpc");
+    // Full and incremental backups pull the whole root with BackupPC 4's defaults.
+    for bundle in ["-slHogDtprcxe.iLsfxC", "-slHogDtprxe.iLsfxC"] {
+        let argv = secluded(
+            &world,
+            REFERENCE,
+            &format!("/usr/bin/rsync --server --sender {bundle}"),
+            r"rsync\0--timeout=72000\0--numeric-ids\0.\0/\0\0",
+        )
+        .unwrap();
+        assert_eq!(argv[2], "--sender");
+        let flags = argv[3].split('e').next().unwrap();
+        assert!(!flags.contains('s'), "no -s for rsync: {argv:?}");
+        assert!(argv.contains(&"--timeout=72000".to_string()), "{argv:?}");
+        assert_eq!(argv.last().unwrap(), "./", "{argv:?}");
+    }
+    // The restore: --super is dropped for a non-root account (rsync could only fail at it).
+    let argv = secluded(
+        &world,
+        REFERENCE,
+        "/usr/bin/rsync --server -slHogDtprRe.iLsfxC",
+        r"rsync\0--log-format=%i\0--delete\0--super\0--stats\0--partial\0--numeric-ids\0.\0dest/\0\0",
+    )
+    .unwrap();
+    assert!(!argv.iter().any(|a| a == "--super"), "{argv:?}");
+    assert!(argv.contains(&"--delete".to_string()), "{argv:?}");
+    assert_eq!(argv.last().unwrap(), "<dest>/", "{argv:?}");
+}
+
+#[rstest]
+#[case::log_file_hidden(r"rsync\0--log-file=/tmp/x\0.\0dest/\0\0", "--log-file")]
+#[case::outside_path(r"rsync\0.\0../../etc/\0\0", "outside root")]
+#[case::sender_hidden(r"rsync\0--sender\0.\0data/\0\0", "--sender")]
+#[case::copy_links_hidden(r"rsync\0-L\0.\0dest/\0\0", "-L")]
+#[case::files_from_outside(r"rsync\0--files-from=/../../etc/passwd\0.\0dest/\0\0", "outside root")]
+#[case::popt_next_arg(r"rsync\0--backup-dir=bk!#:+\0.\0dest/\0\0", "!#:+")]
+#[case::glob_outside(r"rsync\0.\0../*\0\0", "outside root")]
+#[case::double_dash(r"rsync\0--\0.\0dest/\0\0", "--")]
+fn secluded_words_get_the_same_vetting(#[case] words: &str, #[case] reason: &str) {
+    let world = World::new("secluded-attack");
+    let got = secluded(
+        &world,
+        REFERENCE,
+        "rsync --server -slogDtpre.iLsfxCIvu",
+        words,
+    );
+    let err = got.expect_err("refused");
+    assert!(err.contains(reason), "{words}: {err}");
+}
+
+#[test]
+fn secluded_form_only_as_rsync_sends_it() {
+    let world = World::new("secluded-form");
+    // -s with words on the command line is not the secluded form: refused by the table.
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server -slogDtpre.iLsfxCIvu . dest/"
+    )
+    .contains("secluded"));
+    // The secluded command line without its words (no standard input given): refused.
+    assert!(
+        denied(&world, REFERENCE, "rsync --server -slogDtpre.iLsfxCIvu")
+            .contains("secluded-args form")
+    );
+    // --iconv with -s: refused before anything is read.
+    assert!(denied(
+        &world,
+        REFERENCE,
+        "rsync --server -slogDtpre.iLsfxCIvu --iconv=latin1"
+    )
+    .contains("--iconv"));
+    // A write-only account: a secluded pull is refused like any pull.
+    let wo = "version = 1\n[defaults]\nroot = \"ROOT\"\naccess = \"write-only\"\n";
+    let err = secluded(
+        &world,
+        wo,
+        "rsync --server --sender -slogDtpre.iLsfxCIvu",
+        r"rsync\0.\0data/\0\0",
+    )
+    .expect_err("refused");
+    assert!(err.contains("write-only"), "{err}");
+}

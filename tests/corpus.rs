@@ -26,8 +26,15 @@ fn every_corpus_string_gets_its_labelled_verdict() {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
     {
-        let (label, command) = line.split_once('\t').expect("label<TAB>command");
-        let got = world.decide(&policy, command);
+        let (label, rest) = line.split_once('\t').expect("label<TAB>command");
+        let (command, stdin) = match rest.split_once('\t') {
+            Some((c, s)) => (c, Some(s)),
+            None => (rest, None),
+        };
+        let got = match stdin {
+            Some(words) => world.decide_secluded(&policy, command, &common::secluded_words(words)),
+            None => world.decide(&policy, command),
+        };
         let ok = match (label, &got) {
             ("allow", Ok(_)) => true,
             (l, Err(Failure::Denied(reason))) if l.starts_with("deny: ") => {

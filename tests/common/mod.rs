@@ -9,7 +9,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rshell::check::ExecPlan;
 use rshell::policy::{Config, Policy};
 use rshell::sys::Account;
-use rshell::{decide_command, Failure, Form, Input};
+use rshell::{decide_command, decide_secluded, Failure, Form, Input};
+
+/// The secluded words as a corpus line spells them (`rsync\0.\0dest/\0\0`): the words
+/// after the leading `rsync` (as `secluded::read_words` returns them), terminator dropped.
+pub fn secluded_words(spelled: &str) -> Vec<Vec<u8>> {
+    let mut words: Vec<Vec<u8>> = spelled
+        .split("\\0")
+        .map(|w| w.as_bytes().to_vec())
+        .collect();
+    while words.last().is_some_and(|w| w.is_empty()) {
+        words.pop();
+    }
+    assert_eq!(words.first().map(Vec::as_slice), Some(&b"rsync"[..]));
+    words.remove(0);
+    words
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -95,6 +110,25 @@ impl World {
             command: command.as_bytes(),
         };
         decide_command(&input, policy)
+    }
+
+    /// A secluded-args request: the command line plus the words from standard input.
+    pub fn decide_secluded(
+        &self,
+        policy: &Policy,
+        command: &str,
+        words: &[Vec<u8>],
+    ) -> Result<ExecPlan, Failure> {
+        let account = account(&self.home);
+        let input = Input {
+            form: Form::Login,
+            key: None,
+            config_path: Path::new("/etc/rshell.toml"),
+            account: &account,
+            client: None,
+            command: command.as_bytes(),
+        };
+        decide_secluded(&input, policy, words)
     }
 }
 

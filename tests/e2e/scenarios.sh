@@ -501,6 +501,67 @@ t_logging() {
 }
 scenario "syslog: an allow record and an outcome record (exit status, bytes) per transfer" t_logging
 
+# ============================ secluded arguments (rsync -s, BackupPC 4) ====================
+
+t_secluded() {
+  local n i=0
+  rs_ok rw -s -a "$C/small/" "$U_RW:sec/" || return 1
+  mkdir -p "$C/snames"
+  for n in 'sp ace' 'ünï cødé 名前' '-dash' 'hash#x' 'brace{1}' 'star*x'; do
+    i=$((i + 1))
+    rs_ok rw -s -a "$C/small/" "$U_RW:sec/$n/" || { WHY="[$n] push: $WHY"; return 1; }
+    assert_same_tree "$C/small" "$RW/sec/$n" || { WHY="[$n] push: $WHY"; return 1; }
+    rs_ok rw -s -a "$U_RW:sec/$n/" "$C/snames/$i/" || { WHY="[$n] pull: $WHY"; return 1; }
+    assert_same_tree "$C/small" "$C/snames/$i" || { WHY="[$n] pull: $WHY"; return 1; }
+  done
+  # RSYNC_PROTECT_ARGS=1 is the same form; a wildcard in a secluded path expands beneath root.
+  RSYNC_PROTECT_ARGS=1 rs_ok rw -a "$U_RW:sec/sp*/" "$C/sglob/" || return 1
+  assert_same_tree "$C/small" "$C/sglob"
+}
+scenario "rsync -s push and pull (space, unicode, leading dash, #, {}, *), RSYNC_PROTECT_ARGS=1, wildcard" t_secluded
+
+t_secluded_attacks() {
+  syslog_mark
+  # Options hidden in the secluded words get the same refusals as on the command line.
+  expect_rsync_refused rw -s -a -M--log-file=/tmp/rshell-e2e-secluded.log "$C/small/" "$U_RW:sec2/" || return 1
+  [ ! -e /tmp/rshell-e2e-secluded.log ] || why "the hidden --log-file was written" || return 1
+  expect_rsync_refused rw -s -a "$U_RW:/../../etc/" "$C/sec-etc/" || return 1
+  expect_rsync_refused rw -s -a -M--sender "$C/small/" "$U_RW:sec3/" || return 1
+  expect_rsync_refused rw -s -a --iconv=utf8,latin1 "$C/small/" "$U_RW:sec4/" || return 1
+  # The vetted words are logged like a command.
+  syslog_since_mark_has 'deny user=rse2e_rw .*\[secluded\] .*--log-file'
+}
+scenario "rsync -s: hidden options, paths outside root and --iconv refused; words logged" t_secluded_attacks
+
+t_backuppc() {
+  local bpc=/usr/libexec/backuppc-rsync/rsync_bpc pool=$C/bpc-pool
+  [ -x "$bpc" ] || { why "rsync_bpc (Debian package backuppc-rsync) is not installed"; return 1; }
+  rm -rf "$pool" && mkdir -p "$pool/pool" "$pool/cpool" "$pool/pc/e2e"
+  rs_ok rw -a "$SRC/" "$U_RW:bpc/" || return 1
+  # BackupPC 4's defaults (Debian 12 config.pl RsyncArgs / RsyncRestoreArgs; -s included).
+  local common=(--bpc-top-dir "$pool" --bpc-host-name e2e --bpc-share-name /bpc
+    --bpc-attrib-new --bpc-log-level 0 -e "$(ssh_cmd rw)" --super --recursive --protect-args
+    --numeric-ids --perms --owner --group -D --times --links --hard-links --delete --partial
+    '--log-format=log: %o %i %B %8U,%8G %9l %f%L' --stats)
+  runx "$bpc" "${common[@]}" --bpc-bkup-num 0 --bpc-bkup-comp 0 --bpc-bkup-prevnum -1 \
+    --bpc-bkup-prevcomp -1 --bpc-bkup-inode0 1 --delete-excluded --one-file-system --checksum \
+    --timeout=72000 "rse2e_rw@$H:/bpc/" /
+  [ "$LAST_RC" -eq 0 ] || why "full backup exited $LAST_RC: $(grep -m1 -v '^$' "$LAST_ERR" | cut -c1-300)" || return 1
+  grep -q '^Done: 0 errors' "$LAST_OUT" "$LAST_ERR" || why "full backup reported errors: $(grep -h '^Done' "$LAST_OUT" "$LAST_ERR" | head -n 1)" || return 1
+  printf 'changed for the incremental\n' >>"$RW/bpc/plain.txt"
+  runx "$bpc" "${common[@]}" --bpc-bkup-num 1 --bpc-bkup-comp 0 --bpc-bkup-prevnum 0 \
+    --bpc-bkup-prevcomp 0 --bpc-bkup-inode0 1000 --delete-excluded --one-file-system \
+    --timeout=72000 "rse2e_rw@$H:/bpc/" /
+  [ "$LAST_RC" -eq 0 ] || why "incremental exited $LAST_RC: $(grep -m1 -v '^$' "$LAST_ERR" | cut -c1-300)" || return 1
+  grep -q 'Number of regular files transferred: 1$' "$LAST_OUT" || why "the incremental did not transfer exactly the changed file: $(grep -h 'transferred' "$LAST_OUT" | head -n 1)" || return 1
+  # Restore backup 1 into the account (BackupPC sends it with -R and secluded words).
+  runx "$bpc" "${common[@]}" --bpc-bkup-num 1 --bpc-bkup-comp 0 --bpc-bkup-merge 1/0/4 \
+    --relative /./ "rse2e_rw@$H:/bpc-restore/"
+  [ "$LAST_RC" -eq 0 ] || why "restore exited $LAST_RC: $(grep -m1 -v '^$' "$LAST_ERR" | cut -c1-300)" || return 1
+  assert_same_tree "$RW/bpc" "$RW/bpc-restore"
+}
+scenario "BackupPC 4's rsync_bpc: full and incremental backup into a pool, and a restore, with its default (secluded) arguments" t_backuppc
+
 # ============================ global checks ==============================================
 
 t_no_leak_anywhere() {

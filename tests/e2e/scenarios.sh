@@ -553,7 +553,8 @@ t_backuppc() {
     --bpc-bkup-prevcomp 0 --bpc-bkup-inode0 1000 --delete-excluded --one-file-system \
     --timeout=72000 "rse2e_rw@$H:/bpc/" /
   [ "$LAST_RC" -eq 0 ] || why "incremental exited $LAST_RC: $(grep -m1 -v '^$' "$LAST_ERR" | cut -c1-300)" || return 1
-  grep -q 'Number of regular files transferred: 1$' "$LAST_OUT" "$LAST_ERR" || why "the incremental did not transfer exactly the changed file: $(grep -h 'transferred' "$LAST_OUT" "$LAST_ERR" | head -n 1)" || return 1
+  grep -q '^Done: 0 errors' "$LAST_OUT" "$LAST_ERR" || why "incremental reported errors: $(grep -h '^Done' "$LAST_OUT" "$LAST_ERR" | head -n 1)" || return 1
+  [ -d "$pool/pc/e2e/1" ] || why "no backup 1 in the BackupPC pool" || return 1
   # Restore backup 1 into the account (BackupPC sends it with -R and secluded words).
   runx "$bpc" "${common[@]}" --bpc-bkup-num 1 --bpc-bkup-comp 0 --bpc-bkup-merge 1/0/4 \
     --relative /./ "rse2e_rw@$H:/bpc-restore/"

@@ -390,14 +390,16 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     if req.account.uid != 0 {
         kept.options.retain(|o| o.spec.long != "super");
     }
-    let mut values = Vec::new();
+    let mut resolved = Vec::new();
     for opt in &kept.options {
-        if let Value::Path(kind) = opt.spec.value {
-            values.push(path_option(root, opt, kind, &base, &mut plan.pins).map_err(hide)?);
-        }
+        resolved.push(match opt.spec.value {
+            Value::Path(kind) => {
+                Some(path_option(root, opt, kind, &base, &mut plan.pins).map_err(hide)?)
+            }
+            _ => None,
+        });
     }
-    let mut values = values.into_iter();
-    let mut words = kept.option_words(|_opt: &Opt| values.next());
+    let mut words = kept.option_words(&resolved);
 
     let forced = forced_options(s, t.sender, root);
     words.retain(|w| !forced.contains(w));

@@ -1,5 +1,5 @@
 //! Splits a command string into words the way a POSIX shell would — and refuses
-//! everything a shell would *do* rather than merely quote (spec §1, §2.1, §11 step 2).
+//! everything a shell would *do* rather than merely quote (a stock rsync client escapes every such character itself).
 //!
 //! Rules (no syscalls here, no allocation beyond the words):
 //! - blanks separate words; backslash, single and double quotes are removed as `sh` would;
@@ -8,7 +8,7 @@
 //! - NUL, CR and LF anywhere, unescaped TAB, empty words, doubled or edge blanks,
 //!   unbalanced quotes and absurd lengths are refused;
 //! - we remember which glob characters and which leading `~` were *unquoted*, because
-//!   only those have a meaning (design §3 "Paths"): `\*` and `\~` are literal names.
+//!   only those have a meaning (see resolve.rs): `\*` and `\~` are literal names.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -92,7 +92,7 @@ fn is_forbidden(c: char) -> bool {
     c == '\0' || c == '\n' || c == '\r' || (c.is_control() && c != '\t')
 }
 
-/// Split `command` into words (spec §11 step 2).
+/// Split `command` into words as a POSIX shell would, refusing what a shell would do.
 pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
     if command.len() > MAX_COMMAND_LEN {
         return Err(SplitError::TooLong);

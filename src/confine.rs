@@ -1,4 +1,4 @@
-//! Kernel confinement of the exec'd rsync with Landlock (design §3a).
+//! Kernel confinement of the exec'd rsync with Landlock (docs/ARCHITECTURE.md, "Confinement").
 //!
 //! Two halves, kept apart on purpose:
 //! - [`Ruleset`] is pure data — what the rsync process may touch — built by
@@ -9,7 +9,7 @@
 //!
 //! Rules this module keeps:
 //! - No `unsafe`: only the safe API of the `landlock` crate (and `nix::sys::stat::fstat`).
-//! - ABI ≥ 2 or nothing (design §3a): ABI 1 cannot link or rename across directories, which
+//! - ABI ≥ 2 or nothing: ABI 1 cannot link or rename across directories, which
 //!   `--link-dest`, `--backup-dir`, `--temp-dir` and `--delay-updates` need, so on such a
 //!   kernel we restrict nothing rather than break transfers half-way.
 //! - The access rights handled are exactly those the running kernel's ABI knows, up to
@@ -66,7 +66,7 @@ const SYSTEM_READ_PATHS: &[&str] = &[
 /// Device files rsync may open for reading and writing (that file only).
 const DEVICES: &[&str] = &["/dev/null"];
 
-/// What the exec'd rsync may touch (design §3a). Pure data: printable by `rshell --test`.
+/// What the exec'd rsync may touch. Pure data: printable by `rshell --test`.
 ///
 /// Each list holds paths that Landlock grants *beneath* (a directory and everything under it, or
 /// the one file). Everything not listed is denied for the rights Landlock handles.
@@ -90,7 +90,7 @@ impl Ruleset {
     ///
     /// `WriteOnly` gets the same rights as `ReadWrite`: rsync's receiver reads the files it
     /// already has to compute deltas, so "no read" cannot be expressed here; write-only is
-    /// enforced by the option vetting instead (design §3).
+    /// enforced by the option vetting instead (check.rs).
     ///
     /// `root` must exist (the caller checked it). Other paths that don't exist on this system
     /// are left out; system paths are resolved (symlinks, `..`) and listed once, as Landlock
@@ -244,7 +244,8 @@ pub enum Plan {
     Enforce { abi: u32 },
 }
 
-/// The decision table of design §3a.
+/// The decision table: `off` restricts nothing; ABI ≥ 2 is enforced (capped at the newest
+/// vetted ABI); below that `auto` runs unconfined and says why, `require` refuses.
 pub fn plan(mode: ConfineMode, kernel: Result<u32, String>) -> Plan {
     let unavailable = match (mode, kernel) {
         (ConfineMode::Off, _) => return Plan::Skip(Status::Off),

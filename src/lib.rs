@@ -1,6 +1,6 @@
 //! rshell: a restricted login shell that runs only vetted `rsync --server` invocations.
 //!
-//! The pipeline reads like the security argument (design §5):
+//! The pipeline reads like the security argument (docs/ARCHITECTURE.md):
 //! argv → mode → policy (user from passwd, client from SSH_CONNECTION, key flags)
 //! → split the command (no shell) → parse the rsync invocation (option table)
 //! → decide (paths beneath root; exact argv) → log → lock, confine, exec.
@@ -39,7 +39,7 @@ use policy::{Access, Config, ConfigError, Layer, Policy, Source};
 use resolve::Root;
 use sys::{Account, SshContext};
 
-/// Exit codes (design §4), outside rsync's own 1–35.
+/// Exit codes, outside rsync's own 1–35.
 pub const EXIT_DENIED: i32 = 77;
 pub const EXIT_USAGE: i32 = 64;
 pub const EXIT_CONFIG: i32 = 78;
@@ -595,13 +595,18 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         keep: &keep,
         new_process_group: forked,
     };
-    let confine = || {
-        confine::apply(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    // The child reports the Landlock status it really got (the decision record could only
+    // predict it) through the exec notice pipe, for the outcome record.
+    let confine = |notice: Option<&std::os::fd::OwnedFd>| {
+        let status = confine::apply(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
+            .map_err(|e| e.to_string())?;
+        if let Some(fd) = notice {
+            sys::notify(fd, status.to_string().as_bytes());
+        }
+        Ok(())
     };
     if !forked {
-        let err = sys::exec(&image, confine);
+        let err = sys::exec(&image, || confine(None));
         return exec_failed(&err);
     }
     let started = Instant::now();
@@ -619,7 +624,7 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         }
         Ok(sys::Forked::Child) => {
             drop(ready_r);
-            let err = sys::exec(&image, confine);
+            let err = sys::exec(&image, || confine(Some(&ready_w)));
             std::process::exit(exec_failed(&err));
         }
         Ok(sys::Forked::Parent(pid)) => {
@@ -627,7 +632,11 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             // Open the child's I/O counters once it runs rsync (before exec it is the
             // not-dumpable rshell, whose /proc files belong to root) and while it lives
             // (once it is a zombie, /proc hands its files to root again).
-            sys::wait_for_exec(ready_r);
+            let applied = sys::wait_for_exec(ready_r);
+            let landlock = match String::from_utf8_lossy(&applied).into_owned() {
+                s if s.is_empty() => "landlock=unknown".to_string(),
+                s => s,
+            };
             let io = std::fs::File::open(format!("/proc/{pid}/io")).ok();
             sys::release_session_stdio();
             let idle = (plan.timeout > 0).then(|| Duration::from_secs(plan.timeout));
@@ -654,11 +663,12 @@ fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             }
             log::send(
                 &format!(
-                    "outcome user={} uid={} from={} {} duration_ms={} {}",
+                    "outcome user={} uid={} from={} {} {} duration_ms={} {}",
                     record.user,
                     record.uid,
                     record.client.as_deref().unwrap_or("-"),
                     record.reason,
+                    log::escape(&landlock, 128),
                     started.elapsed().as_millis(),
                     line
                 ),

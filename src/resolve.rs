@@ -101,7 +101,7 @@ impl Mapped {
     }
 }
 
-/// Map a client path onto root (design §3): `~`, `~/x` → root; `/x` → root/x, unless
+/// Map a client path onto root (as Debian's rrsync does): `~`, `~/x` → root; `/x` → root/x, unless
 /// the absolute path already begins with root's own path; `~user` is refused.
 pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
     let text = word.text.as_str();

@@ -1,7 +1,7 @@
-//! The rsync server model: one table with a row per option (spec §3–§5), a parser that
+//! The rsync server model: one table with a row per option rsync 3.x accepts as a server, a parser that
 //! turns words into a typed [`Invocation`], and nothing else (no policy, no syscalls).
 //!
-//! The table is an allowlist. popt takes no abbreviations (spec §8.1), so we compare
+//! The table is an allowlist. popt takes no abbreviations (rsync 3.5.0 with popt 1.19: `--log-f=` is unknown), so we compare
 //! exact spellings; anything not in the table is refused with its name.
 #![forbid(unsafe_code)]
 
@@ -37,7 +37,7 @@ pub enum Value {
     Path(PathBase),
 }
 
-/// Where a relative path-valued option is taken from (spec §4 "relative to").
+/// Where a relative path-valued option is taken from (rsync: basis/backup/temp dirs relative to the destination directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PathBase {
@@ -114,10 +114,10 @@ macro_rules! row {
 use Class::*;
 use Value::*;
 
-/// The option table (spec §3, §4, §5). Short letters appear in bundles; every row's long
+/// The option table. Short letters appear in bundles; every row's long
 /// spelling is accepted exactly as written (BackupPC sends the long forms of flags).
 pub static OPTIONS: &[OptSpec] = &[
-    // --- flags that may appear in a bundle (spec §3), with their long spellings
+    // --- flags that may appear in a bundle , with their long spellings
     row!(Some('v'), "verbose", Flag, Safe),
     row!(Some('q'), "quiet", Flag, Safe),
     row!(Some('b'), "backup", Flag, Backups),
@@ -154,7 +154,7 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(Some('k'), "copy-dirlinks", Flag, Refused(SYMLINK_OUT)),
     row!(Some('s'), "secluded-args", Flag, Refused(SECLUDED)),
     row!(None, "protect-args", Flag, Refused(SECLUDED)),
-    // --- long options a stock client sends (spec §4)
+    // --- long options a stock client sends
     row!(None, "iconv", Charset, Safe),
     row!(None, "list-only", Flag, Safe),
     row!(None, "no-r", Flag, Safe),
@@ -229,7 +229,7 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "munge-links", Flag, Safe),
     row!(None, "fake-super", Flag, Safe),
     row!(None, "drop-D", Flag, Safe),
-    // --- accepted by the server's popt, refused by rshell (spec §5)
+    // --- accepted by the server's popt, refused by rshell
     row!(
         None,
         "daemon",
@@ -400,7 +400,7 @@ pub struct Opt {
     pub value: Option<String>,
 }
 
-/// What the client asked for in a transfer (spec §2.2 `transfer`).
+/// What the client asked for in a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInvocation {
     /// `--sender`: the server sends (a pull).
@@ -472,7 +472,7 @@ pub enum ParseError {
     PoptSyntax(String),
 }
 
-/// Parse split words into an [`Invocation`] (spec §2.2, §11 steps 3–8).
+/// Parse split words into an [`Invocation`]: `rsync --server [--sender]`, options, `.`, paths.
 /// `configured_rsync` is the one absolute path also accepted as the program word.
 pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, ParseError> {
     let program = words.first().map(|w| w.text.as_str()).unwrap_or("");
@@ -528,7 +528,7 @@ pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, Parse
                 (Value::Flag, None) => None,
                 (_, Some(v)) => Some(v.to_string()),
                 (_, None) => {
-                    // popt's two-word form: the next word is the value (spec §8.3).
+                    // popt's two-word form: the next word is the value.
                     let next = rest
                         .get(i)
                         .ok_or_else(|| ParseError::MissingValue(format!("--{name}")))?;
@@ -576,7 +576,7 @@ fn parse_daemon(rest: &[Word]) -> Result<Invocation, ParseError> {
 }
 
 /// An unquoted glob character in a word that is not a path (stock clients escape them
-/// in option values, spec §1.4).
+/// in option values).
 fn option_word_glob(word: &Word) -> Option<char> {
     word.active_glob
         .first()
@@ -584,7 +584,7 @@ fn option_word_glob(word: &Word) -> Option<char> {
 }
 
 /// A word starting with a single `-`: a bundle of flag letters with an optional
-/// `e<caps>` tail, or `-B<n>` / `-@<n>` as their own word (spec §3).
+/// `e<caps>` tail, or `-B<n>` / `-@<n>` as their own word (rsync's popt takes the rest of a bundle as their value).
 fn parse_short_word(
     inv: &mut ServerInvocation,
     text: &str,
@@ -635,7 +635,7 @@ fn short_spec(letter: char) -> &'static OptSpec {
         .expect("the table has a row for every short letter the parser names")
 }
 
-/// `.` or `N.N`, then ASCII letters (spec §2.3).
+/// `.` or `N.N`, then ASCII letters (rsync 3's `-e.caps` capability string).
 fn valid_caps(caps: &str) -> bool {
     let rest = if let Some(r) = caps.strip_prefix('.') {
         r
@@ -690,9 +690,7 @@ fn check_value(spec: &OptSpec, v: &str) -> Result<(), ParseError> {
         Value::Flag => false,
         Value::Int => parse_int(v, true),
         Value::Uint => parse_int(v, false),
-        Value::Size(limit) => {
-            valid_size(v) && limit.is_none_or(|max| size_in_bytes(v).is_some_and(|n| n <= max))
-        }
+        Value::Size(limit) => parse_size(v).is_some_and(|n| limit.is_none_or(|max| n <= max)),
         Value::Charset => {
             !v.is_empty()
                 && v.len() <= 64
@@ -737,9 +735,11 @@ fn parse_int(v: &str, negative_ok: bool) -> bool {
     !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// `123`, `1.5k`, `2G`, `10MB`, `1K+1` (rsync's size syntax, normalised by clients to digits).
-/// The byte count of a valid size (1024-based units; rsync's `+1`/`-1` ignored).
-fn size_in_bytes(v: &str) -> Option<u64> {
+/// rsync's size syntax (`123`, `1.5k`, `2G`, `10MB`, `4KiB`, `1K+1`; 1024-based units,
+/// rsync's `+1`/`-1` adjustment ignored): the byte count of a valid size, `None` otherwise.
+/// The one parser of sizes: `--max-size`/`--min-size` need validity, `--max-alloc` its
+/// bound too.
+fn parse_size(v: &str) -> Option<u64> {
     let v = v
         .strip_suffix("+1")
         .or_else(|| v.strip_suffix("-1"))
@@ -749,53 +749,21 @@ fn size_in_bytes(v: &str) -> Option<u64> {
         .take_while(|b| b.is_ascii_digit() || *b == b'.')
         .count();
     let (number, unit) = v.split_at(number_len);
-    let value: f64 = number.parse().ok()?;
-    let shift = match unit.to_ascii_lowercase().chars().next() {
-        None | Some('b') => 0,
-        Some('k') => 10,
-        Some('m') => 20,
-        Some('g') => 30,
-        Some('t') => 40,
-        Some('p') => 50,
-        Some(_) => return None,
+    if number.is_empty() || number.len() > 20 || number.matches('.').count() > 1 {
+        return None;
+    }
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        "p" | "pb" | "pib" => 50,
+        _ => return None,
     };
+    let value: f64 = number.parse().ok()?;
     let bytes = value * (1u64 << shift) as f64;
     (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes as u64)
-}
-
-fn valid_size(v: &str) -> bool {
-    let v = v
-        .strip_suffix("+1")
-        .or_else(|| v.strip_suffix("-1"))
-        .unwrap_or(v);
-    let number_len = v
-        .bytes()
-        .take_while(|b| b.is_ascii_digit() || *b == b'.')
-        .count();
-    let (number, unit) = v.split_at(number_len);
-    let unit = unit.to_ascii_lowercase();
-    !number.is_empty()
-        && number.len() <= 20
-        && number.matches('.').count() <= 1
-        && matches!(
-            unit.as_str(),
-            "" | "b"
-                | "k"
-                | "m"
-                | "g"
-                | "t"
-                | "p"
-                | "kb"
-                | "mb"
-                | "gb"
-                | "tb"
-                | "pb"
-                | "kib"
-                | "mib"
-                | "gib"
-                | "tib"
-                | "pib"
-        )
 }
 
 impl ServerInvocation {
@@ -810,9 +778,11 @@ impl ServerInvocation {
     }
 
     /// The words rshell execs for the options part, canonical spellings, before any
-    /// forced option (design §5): the bundle, then long options as `--name[=value]`.
-    /// `value_of` maps each path-valued option to the value rshell resolved for it.
-    pub fn option_words(&self, mut value_of: impl FnMut(&Opt) -> Option<String>) -> Vec<String> {
+    /// forced option: the bundle, then long options as `--name[=value]`. `resolved[i]` is
+    /// the value rshell resolved for option `i` (a path-valued option), used instead of
+    /// the client's text; one slot per option, so the mapping cannot slip.
+    pub fn option_words(&self, resolved: &[Option<String>]) -> Vec<String> {
+        assert_eq!(resolved.len(), self.options.len(), "one slot per option");
         let mut out = Vec::new();
         if !self.flags.is_empty() || self.caps.is_some() {
             let mut bundle = String::from("-");
@@ -823,11 +793,8 @@ impl ServerInvocation {
             }
             out.push(bundle);
         }
-        for opt in &self.options {
-            let value = match opt.spec.value {
-                Value::Path(_) => value_of(opt).or_else(|| opt.value.clone()),
-                _ => opt.value.clone(),
-            };
+        for (opt, resolved) in self.options.iter().zip(resolved) {
+            let value = resolved.clone().or_else(|| opt.value.clone());
             out.push(match (opt.spec.short, value) {
                 (Some(c @ ('B' | '@')), Some(v)) => format!("-{c}{v}"),
                 (_, Some(v)) => format!("--{}={v}", opt.spec.long),
@@ -949,7 +916,7 @@ mod tests {
     #[case("1.2.3", false)]
     #[case("12X", false)]
     fn sizes(#[case] v: &str, #[case] ok: bool) {
-        assert_eq!(valid_size(v), ok);
+        assert_eq!(parse_size(v).is_some(), ok);
     }
 
     #[test]
@@ -964,6 +931,6 @@ mod tests {
             Err(ParseError::BadValue(..))
         ));
         assert!(parse_str("rsync --server -r --max-size=100000g . d/").is_ok());
-        assert_eq!(size_in_bytes("1.5k"), Some(1536));
+        assert_eq!(parse_size("1.5k"), Some(1536));
     }
 }

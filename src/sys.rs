@@ -1,4 +1,4 @@
-//! The one room for system calls (design §5): identity from the passwd database,
+//! The one room for system calls: identity from the passwd database,
 //! the environment scrub, race-free opens beneath root, the root lock, fork/wait and
 //! execve. Every other module forbids `unsafe`; here each `unsafe` block says why it is
 //! sound.
@@ -34,7 +34,7 @@ pub struct SshContext {
 }
 
 /// Capture the three sshd variables and clear everything else, before any NSS lookup
-/// (design §1: `LD_*`, `HOME`, `USER`, locale variables must not steer anything).
+/// (`LD_*`, `HOME`, `USER`, locale variables from ~/.pam_environment must not steer anything).
 pub fn scrub_environment() -> SshContext {
     let ctx = SshContext {
         connection: std::env::var("SSH_CONNECTION").ok(),
@@ -95,7 +95,7 @@ pub fn current_uid() -> u32 {
     Uid::current().as_raw()
 }
 
-/// For `--test --user U` run as root: check paths with U's permissions (design §2) by
+/// For `--test --user U` run as root: check paths with U's permissions by
 /// taking U's file-system identity (fsuid/fsgid and groups) in this process, which never
 /// execs anything afterwards.
 pub fn assume_fs_identity(account: &Account) -> Result<(), SysError> {
@@ -515,16 +515,28 @@ pub fn exec_notice() -> Result<(OwnedFd, OwnedFd), SysError> {
 }
 
 /// Block until the write end of an [`exec_notice`] pipe is closed in every process (the
-/// child exec'd or died).
-pub fn wait_for_exec(read_end: OwnedFd) {
-    let mut buf = [0u8; 1];
+/// child exec'd or died); returns what the child wrote before (its confinement status),
+/// at most 1 KiB.
+pub fn wait_for_exec(read_end: OwnedFd) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
     loop {
         match nix::unistd::read(&read_end, &mut buf) {
             Err(Errno::EINTR) => continue,
-            Ok(n) if n > 0 => continue,
-            _ => return,
+            Ok(n) if n > 0 => {
+                if got.len() < 1024 {
+                    got.extend_from_slice(&buf[..n.min(1024 - got.len())]);
+                }
+            }
+            _ => return got,
         }
     }
+}
+
+/// Write a short note into an [`exec_notice`] pipe (the child, before exec).
+pub fn notify(write_end: &OwnedFd, note: &[u8]) {
+    // A parent that is gone or a full pipe (1 KiB never fills it) only loses the note.
+    let _ = nix::unistd::write(write_end, note);
 }
 
 /// The number of threads of this process, from /proc/self/stat (field 20).

@@ -265,9 +265,11 @@ fn login_shell_modes_end_to_end_with_syslog() {
             .any(|l| l.contains("rshell[") && l.contains("allow user=root uid=0 from=127.0.0.1")),
         "{logs:?}"
     );
+    // The outcome names the confinement the child really applied (confine = "off" here).
     assert!(
-        logs.iter()
-            .any(|l| l.contains("outcome user=root") && l.contains("exit=0")),
+        logs.iter().any(|l| l.contains("outcome user=root")
+            && l.contains("landlock=off")
+            && l.contains("exit=0")),
         "{logs:?}"
     );
     // authpriv.info = facility 10 * 8 + 6 = 86

@@ -495,7 +495,7 @@ t_logging() {
   syslog_mark
   rs_ok rw -a "$C/small/" "$U_RW:logged/" || return 1
   syslog_since_mark_has 'rshell\[[0-9]+\]: allow user=rse2e_rw uid=[0-9]+ from=127\.0\.0\.1 .*command="rsync --server ' || return 1
-  syslog_since_mark_has 'rshell\[[0-9]+\]: outcome user=rse2e_rw .*exit=0' || return 1
+  syslog_since_mark_has 'rshell\[[0-9]+\]: outcome user=rse2e_rw .*landlock=enforced\(abi [0-9]+\) .*exit=0' || return 1
   syslog_since_mark_has 'rshell\[[0-9]+\]: outcome user=rse2e_rw .*exit=0.* read_bytes=[0-9]+ written_bytes=[0-9]+' ||
     { WHY="outcome record lacks byte counts: $(grep 'outcome user=rse2e_rw' "$SYSLOG" | tail -n 1 | cut -c1-200)"; return 1; }
 }

@@ -7,6 +7,7 @@
 //! - every allowed corpus command: the argv rshell rebuilds parses without a syntax error
 //!   (so the option words rsync sees are the ones rshell vetted, and the paths come after
 //!   rshell's own `--`).
+//!
 //! The popt difference rshell guards against (`!#:+` in a value eats the next word) is
 //! shown on the real binary too.
 mod common;

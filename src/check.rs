@@ -294,6 +294,9 @@ pub fn forced_options(s: &Settings, sender: bool, root: &Root) -> Vec<String> {
         forced.push("--drop-D".into());
         if !s.overwrite {
             forced.push("--ignore-existing".into());
+            // rsync sets directory times by name after the transfer (touch_up_dirs), also
+            // on a name --ignore-existing kept as a file: no directory times at all.
+            forced.push("--omit-dir-times".into());
         }
         if s.access == Access::WriteOnly {
             // No block checksums of existing files go back to the client.
@@ -368,6 +371,14 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
             );
         };
         let dir_like = dest.ends_with('/') || dest == "." || t.has_flag('r') || t.has_flag('d');
+        if write_only && !t.has("mkpath") {
+            // rsync creates one missing level; deeper ones fail in rsync with a message
+            // that differs from a name in the way: refuse both alike.
+            let loc = resolve::locate(root, Path::new(""), 0, dest).map_err(hide)?;
+            if loc.missing.len() > 1 {
+                return Err(hide(String::new()));
+            }
+        }
         let d = dest_word(root, dest, dir_like, &mut plan.pins).map_err(hide)?;
         exec_paths.push(d.exec);
         plan.paths.push(d.shown);

@@ -425,14 +425,33 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     Ok(())
 }
 
+/// The root itself as rsync gets it, followed by `suffix`. rsync records its working
+/// directory by name at start-up (getcwd) and goes back to it by that name for a `.`
+/// destination and for `-R` sources, so the working directory alone does not pin the
+/// root (a nested key's directory could be swapped by name); `/proc/self/fd/R` does.
+fn root_word(root: &Root, pins: &mut Vec<Pin>, suffix: &str) -> String {
+    if !pins.iter().any(|p| std::sync::Arc::ptr_eq(&p.fd, &root.fd)) {
+        pins.push(Pin {
+            fd: root.fd.clone(),
+            shown: ".".into(),
+            prepare: Prepare::Nothing,
+        });
+    }
+    format!(
+        "/proc/self/fd/{}{suffix}",
+        std::os::fd::AsRawFd::as_raw_fd(&*root.fd)
+    )
+}
+
 /// The word rsync gets for one pull source, and its root-relative spelling.
 ///
 /// rsync names what it sends after the path it was given, so the pin depends on the
 /// shape (as rrsync 3.5 does): a directory with a trailing `/` is pinned itself; any
 /// other path keeps its last name beneath its pinned parent (rsync's sender does not
-/// follow a symlink there). With `-R` the whole path is the name sent: it is checked and
-/// given relative to the pinned working directory (or in root's own spelling when the
-/// client used it), and rests on the shared lock like every walk inside the tree.
+/// follow a symlink there). With `-R` the whole path after a `/./` marker is the name
+/// sent: the part before the marker (the root, or the client's own anchor) is pinned and
+/// the rest is walked by rsync beneath it, under the shared lock. Root's own absolute
+/// spelling with `-R` is kept as text (those are the names the client asked for).
 fn source_word(
     root: &Root,
     mapped: &resolve::Mapped,
@@ -442,8 +461,28 @@ fn source_word(
 ) -> Result<(String, String), String> {
     let full = resolve::locate(root, Path::new(""), 0, rel)?;
     let shown = full.shown();
-    if rel == "." || rel == "./" || relative {
-        return Ok((mapped.exec_word(rel), shown));
+    if relative {
+        if mapped.root_spelling.is_some() {
+            return Ok((mapped.exec_word(rel), shown));
+        }
+        let rel = rel.strip_prefix("./").unwrap_or(rel);
+        if let Some((anchor, rest)) = rel.split_once("/./") {
+            let dir = resolve::locate(root, Path::new(""), 0, anchor)?;
+            if dir.missing.is_empty() && dir.kind == sys::Kind::Directory {
+                let dir_shown = dir.shown();
+                let pin = Pin::new(dir.existing, dir_shown, Prepare::Nothing);
+                let word = pin.word(&format!("/./{rest}"));
+                pins.push(pin);
+                return Ok((word, shown));
+            }
+        }
+        return Ok((root_word(root, pins, &format!("/./{rel}")), shown));
+    }
+    if rel == "." || rel == "./" {
+        return Ok((
+            root_word(root, pins, if rel == "." { "/." } else { "/" }),
+            shown,
+        ));
     }
     let (trimmed, tail) = if let Some(t) = rel.strip_suffix("/.") {
         (t.trim_end_matches('/'), "/.")
@@ -459,28 +498,32 @@ fn source_word(
             pins.push(pin);
             return Ok((word, shown));
         }
-        // Missing or not a directory: rsync reports it; the checked name is all it gets.
-        return Ok((mapped.exec_word(rel), shown));
+        // Missing or not a directory: rsync reports it; the checked name beneath the
+        // pinned root is all it gets.
+        return Ok((root_word(root, pins, &format!("/{rel}")), shown));
     }
     let (parent, leaf) = match trimmed.rsplit_once('/') {
         Some((p, l)) => (p, l),
         None => ("", trimmed),
     };
-    if parent.is_empty() || leaf == ".." || leaf == "." {
-        return Ok((mapped.exec_word(rel), shown));
+    if parent.is_empty() {
+        return Ok((root_word(root, pins, &format!("/{leaf}")), shown));
+    }
+    if leaf == ".." || leaf == "." {
+        return Ok((root_word(root, pins, &format!("/{rel}")), shown));
     }
     // The parent is resolved again to pin it: if it changed since, the refusal still
     // names the path the client asked for.
     let dir = resolve::locate(root, Path::new(""), 0, parent)
         .map_err(|e| e.replacen(&format!("{parent:?}"), &format!("{rel:?}"), 1))?;
     if !dir.missing.is_empty() || dir.kind != sys::Kind::Directory {
-        return Ok((mapped.exec_word(rel), shown));
+        return Ok((root_word(root, pins, &format!("/{rel}")), shown));
     }
-    let pin = Pin::new(
-        dir.existing,
-        dir.existing_rel.display().to_string(),
-        Prepare::Nothing,
-    );
+    if dir.existing_rel.as_os_str().is_empty() {
+        return Ok((root_word(root, pins, &format!("/{leaf}")), shown));
+    }
+    let dir_shown = dir.shown();
+    let pin = Pin::new(dir.existing, dir_shown, Prepare::Nothing);
     let word = pin.word(&format!("/{leaf}"));
     pins.push(pin);
     Ok((word, shown))
@@ -504,7 +547,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
     if loc.missing.is_empty() && loc.kind == sys::Kind::Directory {
         let base = loc.existing_rel.clone();
         let exec = if at_root {
-            format!(".{trailing}")
+            root_word(root, pins, "/")
         } else {
             let pin = Pin::new(loc.existing, shown.clone(), Prepare::Nothing);
             let w = pin.word(trailing);
@@ -529,7 +572,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
         }
         let base = dir.existing_rel.clone();
         let exec = if base.as_os_str().is_empty() {
-            format!("./{leaf}")
+            root_word(root, pins, &format!("/{leaf}"))
         } else {
             let pin = Pin::new(dir.existing, base.display().to_string(), Prepare::Nothing);
             let w = pin.word(&format!("/{leaf}"));
@@ -554,7 +597,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
         loc.missing.len() - 1
     };
     let exec = if at_root {
-        format!(".{tail}{trailing}")
+        root_word(root, pins, &format!("{tail}{trailing}"))
     } else {
         let pin = Pin::new(
             loc.existing,

@@ -404,7 +404,7 @@ fn a17_uploaded_symlink_out_of_root_is_refused_but_an_inside_one_works() {
         REFERENCE,
         "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/passwd",
     );
-    assert_eq!(argv.last().unwrap(), "etc/passwd");
+    assert_eq!(argv.last().unwrap(), "<.>/etc/passwd");
     // Root's own spelling is kept (rsnapshot with -R expects those names), still checked.
     let root = world.root.display().to_string();
     let argv = allowed(
@@ -543,7 +543,7 @@ fn globs_expand_inside_root_and_escaped_ones_stay_literal() {
         REFERENCE,
         "rsync --server --sender -logDtpre.iLsfxCIvu . nomatch*",
     );
-    assert_eq!(argv.last().unwrap(), "nomatch*");
+    assert_eq!(argv.last().unwrap(), "<.>/nomatch*");
     // A pattern cannot reach outside: `..` is resolved beneath root after expansion.
     denied(
         &world,
@@ -752,7 +752,8 @@ fn given_backuppc_defaults_then_full_incremental_and_restore_are_allowed() {
         let flags = argv[3].split('e').next().unwrap();
         assert!(!flags.contains('s'), "no -s for rsync: {argv:?}");
         assert!(argv.contains(&"--timeout=72000".to_string()), "{argv:?}");
-        assert_eq!(argv.last().unwrap(), "./", "{argv:?}");
+        // The root itself, pinned (`<.>` is /proc/self/fd/N of the root descriptor).
+        assert_eq!(argv.last().unwrap(), "<.>/", "{argv:?}");
     }
     // The restore: --super is dropped for a non-root account (rsync could only fail at it).
     let argv = secluded(

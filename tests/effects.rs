@@ -969,7 +969,9 @@ fn cases() -> Vec<Case> {
             Ran(0, "replaced"),
         )
         .setup(|s| write(&s.c("src/was-file/inner.txt"), "inner\n"))
-        .documented_limit("rsync replaces an entry whose type changes; only overwrite = false stops it"),
+        .documented_limit(
+            "rsync replaces an entry whose type changes; only overwrite = false stops it",
+        ),
         case(
             NoDelete,
             "type change empty dir -> file",
@@ -977,7 +979,9 @@ fn cases() -> Vec<Case> {
             Ran(0, "replaced"),
         )
         .setup(|s| write(&s.c("src/emptydir"), "now a file\n"))
-        .documented_limit("rsync replaces an entry whose type changes; only overwrite = false stops it"),
+        .documented_limit(
+            "rsync replaces an entry whose type changes; only overwrite = false stops it",
+        ),
         case(
             NoDelete,
             "type change file -> symlink",
@@ -985,7 +989,9 @@ fn cases() -> Vec<Case> {
             Ran(0, "replaced"),
         )
         .setup(|s| ln("elsewhere", &s.c("src/plain")))
-        .documented_limit("rsync replaces an entry whose type changes; only overwrite = false stops it"),
+        .documented_limit(
+            "rsync replaces an entry whose type changes; only overwrite = false stops it",
+        ),
         case(
             NoDelete,
             "type change non-empty dir -> file",

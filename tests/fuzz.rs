@@ -808,7 +808,8 @@ fn given_a_lone_carriage_return_then_the_config_error_says_what_is_wrong() {
 
 /// F2: `/-x` (root's `-x`) was allowed and became the word `-x` after `--` in the argv.
 /// rsync will not read it as an option there, but rshell's own rule is that no path word
-/// it hands rsync starts with `-` (the parser refuses `-x` itself): it is handed over as `./-x`.
+/// it hands rsync starts with `-` (the parser refuses `-x` itself): it is handed over
+/// beneath the pinned root, `/proc/self/fd/N/-x`.
 #[test]
 fn given_a_path_that_maps_to_a_dash_name_then_no_argv_word_after_the_double_dash_starts_with_a_dash(
 ) {
@@ -822,8 +823,10 @@ fn given_a_path_that_maps_to_a_dash_name_then_no_argv_word_after_the_double_dash
         let plan = fuzz
             .decide(0, Form::Login, command.as_bytes())
             .unwrap_or_else(|e| panic!("{command}: {e:?}"));
-        let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
-        assert_eq!(plan.argv[dd + 1..], [".", "./-x"], "{command}");
+        let shown = plan.shown_argv();
+        let dd = shown.iter().position(|a| a == "--").expect("a `--`");
+        assert_eq!(shown[dd + 1..], [".", "<.>/-x"], "{command}");
+        assert!(plan.argv[dd + 2].starts_with("/proc/self/fd/"), "{command}");
     }
 }
 

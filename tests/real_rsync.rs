@@ -350,12 +350,13 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
     // A per-directory merge file naming an outside path: rsync cannot open it (Landlock and
     // --confine-root), treats it as absent — as it does any missing per-directory merge
     // file — and the transfer succeeds with the rule in it (exclude everything) not applied.
-    // With -R the source is named by its path from the pinned working directory, so rsync
-    // scans the merge file's directory as a parent of the transfer, as it would without
-    // rshell (a pinned /proc/self/fd source has no such parents).
+    // With -R and root's own absolute spelling the source is named by that path (those are
+    // the names sent), so rsync scans the merge file's directory as a parent of the
+    // transfer, as it would without rshell (a pinned /proc/self/fd source has no parents).
+    let up = format!("x:{}/./up/", site.root.display());
     std::fs::write(site.outside.join("rules"), "- *\n").unwrap();
     let filter = format!("dir-merge {}", site.outside.join("rules").display());
-    site.ok(&["-aR", "--filter", &filter, "x:up/", "got3/"]);
+    site.ok(&["-aR", "--filter", &filter, &up, "got3/"]);
     assert_eq!(
         std::fs::read_to_string(site.client.join("got3/up/sub/b.txt")).unwrap(),
         "beta"
@@ -364,7 +365,7 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
     // Twin: the same rule file inside root is read, and excludes everything.
     std::fs::write(site.root.join("rules"), "- *\n").unwrap();
     let filter = format!("dir-merge {}", site.root.join("rules").display());
-    site.ok(&["-aR", "--filter", &filter, "x:up/", "got4/"]);
+    site.ok(&["-aR", "--filter", &filter, &up, "got4/"]);
     assert!(!site.client_has("got4/up/a.txt") && !site.client_has("got4/up/sub"));
 }
 

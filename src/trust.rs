@@ -116,7 +116,7 @@ pub fn read_regular_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     if bytes.len() as u64 > cap {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("is larger than {cap} bytes (not read)"),
+            format!("is larger than {cap} bytes"),
         ));
     }
     Ok(bytes)

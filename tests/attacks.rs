@@ -656,13 +656,9 @@ fn given_a_trusted_daemon_config_then_rshell_forces_it() {
     if !common::needs("root, to own the daemon config", common::root()) {
         return;
     }
-    let confdir = world.dir.path().join("etc");
-    std::fs::create_dir(&confdir).unwrap();
-    std::fs::set_permissions(
-        &confdir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    // Every directory above a trusted file must be root's alone: not under /tmp.
+    let trusted = common::TempDir::trusted("daemon-ok");
+    let confdir = trusted.path().to_path_buf();
     let conf = confdir.join("rsyncd.conf");
     std::fs::write(&conf, "[m]\npath = ROOT\n").unwrap();
     std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();

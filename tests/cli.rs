@@ -28,9 +28,10 @@ fn is_root() -> bool {
     common::needs("root, to own the test config", common::root())
 }
 
-/// A trusted config (root-owned, 0644, in a 0755 directory) with a root directory.
+/// A trusted config (root-owned, 0644, in root-owned 0755 directories up to `/`) with a
+/// root directory.
 fn setup(extra: &str) -> (TempDir, String, String) {
-    let dir = TempDir::new("cli");
+    let dir = TempDir::trusted("cli");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("dest")).unwrap();
@@ -340,7 +341,7 @@ fn test_mode_run_as_root_checks_paths_with_the_named_users_permissions() {
     if !is_root() {
         return;
     }
-    let dir = TempDir::new("perm");
+    let dir = TempDir::trusted("perm");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("private/inner")).unwrap();

@@ -42,6 +42,19 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    /// A fresh root-owned 0755 directory directly under `/`, for files rshell must trust
+    /// (the policy, a daemon_config): every directory above a trusted file must be root's
+    /// alone, and the system temp dir is world-writable. Needs root; removed on drop.
+    pub fn trusted(tag: &str) -> TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let p = PathBuf::from(format!("/rshell-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(p)
+    }
 }
 
 impl Drop for TempDir {

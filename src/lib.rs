@@ -26,6 +26,7 @@ pub mod secluded;
 pub mod sshd;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod trust;
 
 use std::ffi::OsString;
 use std::net::IpAddr;

@@ -18,8 +18,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::passwd::Entry;
-use crate::policy::{self, trust, Access, Config, ConfigError, Layer};
+use crate::policy::{self, Access, Config, ConfigError, Layer};
 use crate::sshd::{self, KeyLine, Logins, Password};
+use crate::trust;
 use crate::{check, confine, rsyncd, sys, EXIT_CONFIG};
 
 /// What `rshell --check` looks at.

@@ -589,8 +589,7 @@ fn common_key(a: &Layer, b: &Layer) -> Option<&'static str> {
 
 /// The trusted-file checks live in `trust` (declared here so that no other module's
 /// declarations change; callers keep using the two functions below).
-#[path = "trust.rs"]
-pub mod trust;
+use crate::trust;
 
 /// Read a file that must be owned by root and not writable by group or others, in
 /// directories only root can change (the config, a key's `--config`, `daemon_config`):

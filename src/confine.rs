@@ -37,12 +37,12 @@ const NEWEST_VETTED_ABI: ABI = ABI::V8;
 /// NSS and gconv modules). A fixed list rather than parsing the ELF: on merged-/usr systems they
 /// collapse to `/usr/lib` and `/usr/lib64` anyway. Those that don't exist are skipped.
 const LIBRARY_DIRS: &[&str] = &[
-    "/lib",
-    "/lib64",
-    "/lib32",
     "/usr/lib",
     "/usr/lib64",
     "/usr/lib32",
+    "/lib",
+    "/lib64",
+    "/lib32",
 ];
 
 /// Files and trees rsync reads besides its own binary and libraries: the loader's cache, user and
@@ -111,18 +111,19 @@ impl Ruleset {
             Access::ReadOnly => ruleset.read_only.push(root.to_path_buf()),
             Access::ReadWrite | Access::WriteOnly => ruleset.read_write.push(root.to_path_buf()),
         }
-        push_existing(&mut ruleset.read_exec, rsync);
+        let mut seen = Vec::new();
+        push_existing(&mut ruleset.read_exec, &mut seen, rsync);
         for dir in LIBRARY_DIRS {
-            push_existing(&mut ruleset.read_exec, Path::new(dir));
+            push_existing(&mut ruleset.read_exec, &mut seen, Path::new(dir));
         }
         for path in SYSTEM_READ_PATHS {
-            push_existing(&mut ruleset.read_only, Path::new(path));
+            push_existing(&mut ruleset.read_only, &mut seen, Path::new(path));
         }
         for path in extra_read {
-            push_existing(&mut ruleset.read_only, path);
+            push_existing(&mut ruleset.read_only, &mut seen, path);
         }
         for device in DEVICES {
-            push_existing(&mut ruleset.devices, Path::new(device));
+            push_existing(&mut ruleset.devices, &mut seen, Path::new(device));
         }
         ruleset
     }
@@ -152,12 +153,18 @@ impl Ruleset {
     }
 }
 
-/// Adds `path`, resolved, unless it doesn't exist or is already listed.
-fn push_existing(list: &mut Vec<PathBuf>, path: &Path) {
-    if let Ok(resolved) = path.canonicalize() {
-        if !list.contains(&resolved) {
-            list.push(resolved);
-        }
+/// Adds `path` unless it doesn't exist or the same file is already listed. One `stat`
+/// (which follows symlinks, as the rule's open will) instead of resolving every component:
+/// on merged-/usr systems `/lib` and `/usr/lib` are the same directory and listed once.
+fn push_existing(list: &mut Vec<PathBuf>, seen: &mut Vec<(u64, u64)>, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let id = (meta.dev(), meta.ino());
+    if !seen.contains(&id) {
+        seen.push(id);
+        list.push(path.to_path_buf());
     }
 }
 
@@ -268,6 +275,12 @@ pub fn plan(mode: ConfineMode, kernel: Result<u32, String>) -> Plan {
 /// Probe without restricting (for `rshell --check`, `--test`): the Landlock ABI the kernel
 /// supports, or why none.
 pub fn probe() -> Result<u32, String> {
+    // Asked once per process: the decision, the log record and the child all need it.
+    static KERNEL: std::sync::OnceLock<Result<u32, String>> = std::sync::OnceLock::new();
+    KERNEL.get_or_init(probe_kernel).clone()
+}
+
+fn probe_kernel() -> Result<u32, String> {
     // A RestrictSelf with no flags requested and no_new_privs off makes no restricting syscall;
     // building it asks the kernel for its Landlock version, which the status carries back.
     let status = RestrictSelf::default()

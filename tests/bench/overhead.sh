@@ -25,7 +25,8 @@ command -v cc >/dev/null || { echo "needs cc" >&2; exit 2; }
 rrsync=/usr/bin/rrsync
 [ -x "$rrsync" ] || { echo "note: $rrsync missing (apt-get install rsync): rrsync variant skipped" >&2; rrsync=; }
 
-tmp=$(mktemp -d /tmp/rshell-overhead.XXXXXX)
+# Not under /tmp: a trusted config needs directories that are root's alone up to /.
+tmp=$(mktemp -d /run/rshell-overhead.XXXXXX)
 chmod 755 "$tmp"
 devlog_placeholder=
 cleanup() {

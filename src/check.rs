@@ -519,14 +519,7 @@ fn source_word(
     if !dir.missing.is_empty() || dir.kind != sys::Kind::Directory {
         return Ok((root_word(root, pins, &format!("/{rel}")), shown));
     }
-    if dir.existing_rel.as_os_str().is_empty() {
-        return Ok((root_word(root, pins, &format!("/{leaf}")), shown));
-    }
-    let dir_shown = dir.shown();
-    let pin = Pin::new(dir.existing, dir_shown, Prepare::Nothing);
-    let word = pin.word(&format!("/{leaf}"));
-    pins.push(pin);
-    Ok((word, shown))
+    Ok((dir_word(root, pins, dir, &format!("/{leaf}")), shown))
 }
 
 /// A push destination as rsync gets it, with the base of destination-relative options.
@@ -543,17 +536,19 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
     let trailing = if dest.ends_with('/') { "/" } else { "" };
     let loc = resolve::locate(root, Path::new(""), 0, dest)?;
     let shown = loc.shown();
-    let at_root = loc.existing_rel.as_os_str().is_empty();
     if loc.missing.is_empty() && loc.kind == sys::Kind::Directory {
+        // An existing directory: the directory itself.
         let base = loc.existing_rel.clone();
-        let exec = if at_root {
-            root_word(root, pins, "/")
-        } else {
-            let pin = Pin::new(loc.existing, shown.clone(), Prepare::Nothing);
-            let w = pin.word(trailing);
-            pins.push(pin);
-            w
-        };
+        let exec = dir_word(
+            root,
+            pins,
+            loc,
+            if base.as_os_str().is_empty() {
+                "/"
+            } else {
+                trailing
+            },
+        );
         return Ok(Dest {
             exec,
             shown,
@@ -571,14 +566,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
             return Err(format!("{dest:?}: its directory does not exist"));
         }
         let base = dir.existing_rel.clone();
-        let exec = if base.as_os_str().is_empty() {
-            root_word(root, pins, &format!("/{leaf}"))
-        } else {
-            let pin = Pin::new(dir.existing, base.display().to_string(), Prepare::Nothing);
-            let w = pin.word(&format!("/{leaf}"));
-            pins.push(pin);
-            w
-        };
+        let exec = dir_word(root, pins, dir, &format!("/{leaf}"));
         return Ok(Dest {
             exec,
             shown,
@@ -587,7 +575,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
         });
     }
     // Missing names beneath an existing directory: rsync creates them.
-    let tail = resolve::suffix(&loc.missing);
+    let tail = format!("{}{trailing}", resolve::suffix(&loc.missing));
     let mut base = loc.existing_rel.clone();
     let created = if dir_like {
         base.extend(&loc.missing);
@@ -596,24 +584,26 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
         base.extend(&loc.missing[..loc.missing.len() - 1]);
         loc.missing.len() - 1
     };
-    let exec = if at_root {
-        root_word(root, pins, &format!("{tail}{trailing}"))
-    } else {
-        let pin = Pin::new(
-            loc.existing,
-            loc.existing_rel.display().to_string(),
-            Prepare::Nothing,
-        );
-        let w = pin.word(&format!("{tail}{trailing}"));
-        pins.push(pin);
-        w
-    };
+    let exec = dir_word(root, pins, loc, &tail);
     Ok(Dest {
         exec,
         shown,
         base,
         created,
     })
+}
+
+/// An existing directory, pinned, followed by `suffix`, as rsync gets it (the root
+/// itself through its own descriptor).
+fn dir_word(root: &Root, pins: &mut Vec<Pin>, dir: Located, suffix: &str) -> String {
+    if dir.existing_rel.as_os_str().is_empty() {
+        return root_word(root, pins, suffix);
+    }
+    let shown = dir.existing_rel.display().to_string();
+    let pin = Pin::new(dir.existing, shown, Prepare::Nothing);
+    let word = pin.word(suffix);
+    pins.push(pin);
+    word
 }
 
 /// Check one path-valued option and return the value rsync gets.

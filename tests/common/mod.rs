@@ -113,16 +113,7 @@ impl World {
         command: &str,
         client: Option<&str>,
     ) -> Result<ExecPlan, Failure> {
-        let account = account(&self.home);
-        let input = Input {
-            form: Form::Login,
-            key: None,
-            config_path: Path::new("/etc/rshell.toml"),
-            account: &account,
-            client: client.map(|c| c.parse().unwrap()),
-            command: command.as_bytes(),
-        };
-        decide_command(&input, policy)
+        self.with_input(command, client, |input| decide_command(input, policy))
     }
 
     /// A secluded-args request: the command line plus the words from standard input.
@@ -132,16 +123,20 @@ impl World {
         command: &str,
         words: &[Vec<u8>],
     ) -> Result<ExecPlan, Failure> {
+        self.with_input(command, None, |input| decide_secluded(input, policy, words))
+    }
+
+    fn with_input<T>(&self, command: &str, client: Option<&str>, f: impl FnOnce(&Input) -> T) -> T {
         let account = account(&self.home);
         let input = Input {
             form: Form::Login,
             key: None,
             config_path: Path::new("/etc/rshell.toml"),
             account: &account,
-            client: None,
+            client: client.map(|c| c.parse().unwrap()),
             command: command.as_bytes(),
         };
-        decide_secluded(&input, policy, words)
+        f(&input)
     }
 }
 

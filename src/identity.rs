@@ -306,10 +306,18 @@ fn found(what: &str, out: &Output, keys: usize) -> Result<Option<Vec<u8>>, Ident
 /// stderr on /dev/null, no inherited descriptor, its own process group; killed (the whole
 /// group) and reaped at `how.deadline`, or when it prints more than `cap` bytes.
 pub fn run(how: &Lookup, db: &str, keys: &[String], cap: usize) -> Result<Output, IdentityError> {
+    let key = |k: &String| {
+        if parse_id(k).is_some() {
+            k.clone()
+        } else {
+            shown(k)
+        }
+    };
     let what = format!(
         "getent {db} {}",
-        keys.iter().map(|k| shown(k)).collect::<Vec<_>>().join(" ")
+        keys.iter().map(key).collect::<Vec<_>>().join(" ")
     );
+    let late = format!("no answer within {} s (killed)", how.deadline.as_secs_f64());
     let fail = |why: String| IdentityError(format!("{what}: {why}"));
     let start = Instant::now();
     let deadline = start + how.deadline;
@@ -336,7 +344,7 @@ pub fn run(how: &Lookup, db: &str, keys: &[String], cap: usize) -> Result<Output
         end(&mut child);
         return Err(fail("no pipe".into()));
     };
-    let collected = collect(&mut stdout, deadline, cap);
+    let collected = collect(&mut stdout, deadline, cap, &late);
     drop(stdout);
     let out = match collected {
         Ok(out) => out,
@@ -363,10 +371,7 @@ pub fn run(how: &Lookup, db: &str, keys: &[String], cap: usize) -> Result<Output
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             end(&mut child);
-            return Err(fail(format!(
-                "no answer within {} s (killed)",
-                how.deadline.as_secs_f64()
-            )));
+            return Err(fail(late));
         }
         std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(10));
@@ -390,6 +395,7 @@ fn collect(
     pipe: &mut std::process::ChildStdout,
     deadline: Instant,
     cap: usize,
+    late: &str,
 ) -> Result<Vec<u8>, String> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -399,7 +405,7 @@ fn collect(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("no answer within the deadline (killed)".into());
+            return Err(late.to_string());
         }
         let ms = i32::try_from(left.as_millis().clamp(1, 60_000)).unwrap_or(60_000);
         let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];

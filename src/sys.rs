@@ -110,6 +110,25 @@ pub fn account_by_name(name: &str) -> Result<Option<Account>, SysError> {
         .map_err(|e| SysError::Identity(e.to_string()))
 }
 
+/// Whether `needle` occurs in `haystack`: glibc's memmem(3), which is vectorised; a
+/// byte-by-byte search of a 600 KB binary costs milliseconds, this one well under one.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    // SAFETY: both pointers come from live slices and the lengths are theirs; memmem only
+    // reads within them and returns a pointer into `haystack` or null.
+    let found = unsafe {
+        libc::memmem(
+            haystack.as_ptr().cast(),
+            haystack.len(),
+            needle.as_ptr().cast(),
+            needle.len(),
+        )
+    };
+    !found.is_null()
+}
+
 /// Spawn `cmd` so that the child inherits no descriptor besides the 0–2 that `cmd` sets
 /// up (a descriptor rshell got without close-on-exec from its parent included), and runs
 /// in a process group of its own (so it can be ended with everything it forks).

@@ -222,7 +222,7 @@ fn without_drop_d_only_uid_0_pushes_that_preserve_devices_are_refused() {
 /// What recognising the rsync costs a connection (rshell is a new process each time, so
 /// the per-process cache does not help it): read and scan /usr/bin/rsync uncached.
 #[test]
-fn scanning_the_rsync_binary_costs_well_under_a_few_milliseconds() {
+fn scanning_the_rsync_binary_costs_well_under_a_millisecond_or_so() {
     if !common::needs("rsync", common::program("/usr/bin/rsync")) {
         return;
     }
@@ -240,5 +240,5 @@ fn scanning_the_rsync_binary_costs_well_under_a_few_milliseconds() {
     eprintln!(
         "rsyncver: reading and scanning /usr/bin/rsync ({size} bytes), median of 200: {median:?}"
     );
-    assert!(median < Duration::from_millis(50), "{median:?}");
+    assert!(median < Duration::from_millis(20), "{median:?}");
 }

@@ -166,8 +166,12 @@ if [ -n "${E2E_SERVER_RSYNC:-}" ]; then
   install -m 0755 -o root -g root "$WORK/deb/x/usr/bin/rsync" "$LIBEXEC/rsync"
   SERVER_RSYNC=$LIBEXEC/rsync
   ! ldd "$SERVER_RSYNC" | grep -q 'not found' || die "rsync $deb_version lacks libraries: $(ldd "$SERVER_RSYNC" | grep 'not found' | tr '\n' ' ')"
-  "$SERVER_RSYNC" --version | head -n 1 | grep -q "version $want " ||
-    die "the unpacked rsync is not $want: $("$SERVER_RSYNC" --version | head -n 1)"
+  version_line=$("$SERVER_RSYNC" --version 2>&1) || die "the unpacked rsync does not run: $version_line"
+  version_line=${version_line%%$'\n'*}
+  case "$version_line" in
+    *"version $want "*) ;;
+    *) die "the unpacked rsync is not $want: $version_line" ;;
+  esac
   note "server rsync: $deb_version (Debian package, unpacked) at $SERVER_RSYNC"
 fi
 

@@ -862,3 +862,69 @@ fn enter_namespace_with(mounts: &[(PathBuf, PathBuf)]) {
         }
     }
 }
+
+/// What the getent child gets: `DB -- KEY`, cwd `/`, stdin and stderr on /dev/null, no
+/// variable but what sh sets itself, and no descriptor rshell holds without close-on-exec
+/// (fd 123 here, opened by this test without O_CLOEXEC).
+#[test]
+fn the_getent_child_gets_no_descriptor_no_environment_and_dash_dash_before_the_key() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let seen = lab.dir.path().join("seen");
+    let probe = lab.dir.path().join("probe-getent");
+    std::fs::write(
+        &probe,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = group ] && exec echo 'dirusers:x:4242:'\n{{ echo \"ARGS $*\"; if [ -e /proc/self/fd/123 ]; then echo 'FD123 open'; else echo 'FD123 closed'; fi; echo \"STDIN $(readlink /proc/self/fd/0)\"; echo \"STDERR $(readlink /proc/self/fd/2)\"; echo \"CWD $(pwd)\"; env | sed 's/^/ENV /'; }} > {}\necho 'diruser:x:4242:4242::/home/d:/bin/sh'\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    chmod(&probe, 0o755);
+    let file = std::fs::File::open("/etc/hostname")
+        .or_else(|_| std::fs::File::open("/etc/passwd"))
+        .unwrap();
+    // SAFETY: dup2 onto a descriptor number this test owns from here until the close
+    // below; the result is checked.
+    let fd = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 123) };
+    assert_eq!(fd, 123);
+    let how = Lookup {
+        getent: probe,
+        ..Lookup::system()
+    };
+    let ids = KernelIds {
+        uid: 4242,
+        gid: 4242,
+        groups: vec![],
+    };
+    let got = identity::of_process(&ids, &how);
+    let seen_sealed = std::fs::read_to_string(&seen).unwrap_or_default();
+    // Control: a plain spawn (std's Command) hands the descriptor down.
+    let control = Command::new(&how.getent)
+        .args(["passwd", "--", "4242"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(control.status.success());
+    let seen_plain = std::fs::read_to_string(&seen).unwrap_or_default();
+    // SAFETY: closes the descriptor this test put at 123 above.
+    unsafe { libc::close(123) };
+    assert!(seen_plain.contains("FD123 open"), "{seen_plain}");
+    let seen = seen_sealed;
+    let r = got.unwrap();
+    assert_eq!(r.account.name, "diruser");
+    assert_eq!(r.source, Source::Getent);
+    assert!(seen.contains("ARGS passwd -- 4242\n"), "{seen}");
+    assert!(seen.contains("FD123 closed"), "{seen}");
+    assert!(seen.contains("STDIN /dev/null"), "{seen}");
+    assert!(seen.contains("STDERR /dev/null"), "{seen}");
+    assert!(seen.contains("CWD /\n"), "{seen}");
+    let env: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .filter(|v| !v.starts_with("PWD="))
+        .collect();
+    assert!(env.is_empty(), "{env:?}");
+}

@@ -24,6 +24,7 @@ use crate::confine::Ruleset;
 use crate::policy::{self, Access, ConfineMode, Policy, Settings};
 use crate::resolve::{self, Located, Pin, Prepare, Root};
 use crate::rsync::{Class, Invocation, Opt, OptSpec, PathBase, ServerInvocation, Value};
+use crate::rsyncver;
 use crate::sys::{self, Account, LockKind};
 
 /// Everything the decision needs, already typed.
@@ -281,8 +282,16 @@ pub fn refused_by_policy(
 }
 
 /// Options rshell appends after the client's, so they win (popt: the last occurrence of
-/// a value option counts), per the account's promises and rsync's safety options.
-pub fn forced_options(s: &Settings, sender: bool, root: &Root) -> Vec<String> {
+/// a value option counts), per the account's promises and rsync's safety options. The two
+/// that only rsync 3.5.0 and newer know (`--drop-D`, `--confine-root`) are given only to an
+/// rsync that has them (older ones stop at "unknown option"); [`transfer`] refuses what
+/// their absence would leave unguarded.
+pub fn forced_options(
+    s: &Settings,
+    sender: bool,
+    root: &Root,
+    rsync: &rsyncver::Features,
+) -> Vec<String> {
     let mut forced: Vec<String> = Vec::new();
     if s.munge_links {
         forced.push("--munge-links".into());
@@ -291,7 +300,9 @@ pub fn forced_options(s: &Settings, sender: bool, root: &Root) -> Vec<String> {
         forced.push("--fake-super".into());
     }
     if !sender {
-        forced.push("--drop-D".into());
+        if rsync.drop_d {
+            forced.push("--drop-D".into());
+        }
         if !s.overwrite {
             forced.push("--ignore-existing".into());
             // rsync sets directory times by name after the transfer (touch_up_dirs), also
@@ -303,7 +314,7 @@ pub fn forced_options(s: &Settings, sender: bool, root: &Root) -> Vec<String> {
             forced.push("--whole-file".into());
         }
     }
-    if s.confine_root {
+    if s.confine_root && rsync.confine_root {
         forced.push(format!("--confine-root={}", root.path.display()));
     }
     forced
@@ -327,9 +338,30 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
             return Err(reason);
         }
     }
-    let guarded = req.landlock_enforced || s.confine_root;
+    let rsync = rsyncver::features(Path::new(&s.rsync));
+    if s.confine_root && !rsync.confine_root && !req.landlock_enforced {
+        // rsync reads per-directory filter merge files named by the client over the
+        // protocol (a `dir-merge` rule), on the sender and, for deletions, the receiver:
+        // rshell never sees them. --confine-root (3.5.0) or Landlock keeps those opens
+        // inside the root; `confine_root = false` is the administrator accepting the gap.
+        return Err(format!(
+            "{} is older than 3.5.0 (no --confine-root) and Landlock is not enforced here: filter merge files named by the client could be read outside the root; install rsync 3.5.0 or newer, run on a kernel with Landlock (confine = \"auto\" or \"require\"), or set confine_root = false",
+            s.rsync
+        ));
+    }
+    let guarded = req.landlock_enforced || (s.confine_root && rsync.confine_root);
     if t.sender && t.has("files-from") && !guarded {
         return Err("--files-from on a download needs Landlock or --confine-root: the names come from a list rshell cannot vet".into());
+    }
+    if !t.sender && !rsync.drop_d && req.account.uid == 0 && !s.fake_super && t.has_flag('D') {
+        // Without --drop-D a receiver running as root creates the device nodes the client
+        // lists (rsync: devices only when am_root; mknod(2) needs CAP_MKNOD, which uid 0
+        // has). Any other uid cannot (EPERM), and --fake-super stores them as plain files.
+        // `D` cannot be dropped from the argv alone: both ends encode rdev fields by it.
+        return Err(format!(
+            "-D/--devices is refused for this account (uid 0): {} is older than 3.5.0 (no --drop-D) and would create device files; send --no-D (rsync -a --no-D), or install rsync 3.5.0 or newer",
+            s.rsync
+        ));
     }
     let write_only = s.access == Access::WriteOnly;
     // On a write-only account no message may tell what exists under root.
@@ -412,7 +444,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     }
     let mut words = kept.option_words(&resolved);
 
-    let forced = forced_options(s, t.sender, root);
+    let forced = forced_options(s, t.sender, root, &rsync);
     words.retain(|w| !forced.contains(w));
     if t.sender {
         plan.argv.push("--sender".into());

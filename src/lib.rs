@@ -13,6 +13,7 @@ pub mod cli;
 pub mod command;
 pub mod confine;
 pub mod glob;
+pub mod identity;
 pub mod lint;
 pub mod log;
 pub mod net;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod resolve;
 pub mod rsync;
 pub mod rsyncd;
+pub mod rsyncver;
 pub mod secluded;
 pub mod sshd;
 #[allow(unsafe_code)]

@@ -1,11 +1,11 @@
-//! Accounts from `/etc/passwd` and `/etc/group`, read as files.
+//! `/etc/passwd` and `/etc/group`, read as files.
 //!
 //! Why not getpwuid(3): a static glibc binary still dlopen()s the NSS modules named in
 //! /etc/nsswitch.conf (Debian 12: `systemd`), which loads shared libraries into rshell —
 //! it crashed for regular users, and the loader honours the `LD_LIBRARY_PATH` a user can
 //! set through ~/.pam_environment before `main` can clear it. Reading the files keeps every
-//! foreign byte of code out of rshell. Accounts must therefore be local (in /etc/passwd);
-//! this is documented in rshell(1).
+//! foreign byte of code out of rshell. Accounts and groups the files do not know (LDAP,
+//! SSSD, winbind) are asked of a sealed `getent` child instead (identity.rs).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};

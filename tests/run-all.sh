@@ -7,7 +7,8 @@
 #      namespace, real-rsync and Landlock tests; then the static checks (LD_PRELOAD,
 #      LD_AUDIT and NSS modules never run in rshell);
 #   4. the end-to-end suite through a private sshd on 127.0.0.1 with real accounts, rsync
-#      and rsnapshot, and the Debian package build/install/purge check.
+#      and rsnapshot, twice (the machine's rsync, then Debian 12's 3.2.7 as the server's),
+#      and the Debian package build/install/purge check.
 # Nothing is skipped: a suite or test that cannot run here (not root, no Landlock, a
 # missing package) fails, so a green run means everything ran.
 set -uo pipefail
@@ -46,10 +47,14 @@ fi
 suite "static binary checks" tests/static.sh "$bin"
 if [ "$(id -u)" -eq 0 ]; then
   suite "end-to-end (private sshd)" tests/e2e/run.sh "$bin"
+  # Debian 12 main / Ubuntu ship rsync 3.2.7 (no --confine-root, no --drop-D): the same
+  # scenarios with that server rsync, from the apt sources.
+  suite "end-to-end (rsync 3.2.7)" env E2E_SERVER_RSYNC=3.2.7 tests/e2e/run.sh "$bin"
   suite "debian package" tests/deb.sh
 else
   # Not run is not passed: both count as failed.
   suite "end-to-end (private sshd)" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
+  suite "end-to-end (rsync 3.2.7)" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
   suite "debian package" sh -c 'echo "needs root (installs and purges the package)"; false'
 fi
 

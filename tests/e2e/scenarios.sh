@@ -34,8 +34,26 @@ scenario "push and pull -aHAX (hard links, ACLs, xattrs)" t_push_pull hax -aHAX
 scenario "push and pull -az" t_push_pull az -az
 scenario "push and pull -a --protocol=29" t_push_pull p29 -a --protocol=29
 scenario "push and pull -a --protocol=30" t_push_pull p30 -a --protocol=30
-scenario "push with --rsync-path=/usr/bin/rsync (the configured path, as BackupPC sends)" \
-  t_push_pull rpath -a --rsync-path=/usr/bin/rsync
+scenario "push with --rsync-path=$SERVER_RSYNC (the configured path, as BackupPC sends)" \
+  t_push_pull rpath -a --rsync-path="$SERVER_RSYNC"
+
+# What rshell gives the server's rsync: --drop-D and --confine-root only when that binary
+# has them (rsync 3.5.0 and newer); an older one runs under Landlock without them.
+t_forced_for_this_rsync() {
+  local cmd="rsync --server -logDtpre.iLsfxCIvu . dest/" version argv
+  version=$("$SERVER_RSYNC" --version | head -n 1)
+  runx "$RSHELL" --test "$cmd" --user rse2e_rw --config "$CONF"
+  [ "$LAST_RC" -eq 0 ] || why "rshell --test exited $LAST_RC: $(first_line "$LAST_ERR")" || return 1
+  argv=$(grep -h '^argv' "$LAST_OUT" "$LAST_ERR" | head -n 1)
+  case "$argv" in *"$SERVER_RSYNC --server"*) ;; *) why "argv does not run $SERVER_RSYNC: $argv"; return 1 ;; esac
+  case "$version" in
+    *"version 3.2."* | *"version 3.3."* | *"version 3.4."*)
+      case "$argv" in *--drop-D* | *--confine-root*) why "forced options $version lacks: $argv"; return 1 ;; esac ;;
+    *)
+      case "$argv" in *--drop-D*--confine-root=*) ;; *) why "$version without --drop-D/--confine-root: $argv"; return 1 ;; esac ;;
+  esac
+}
+scenario "the forced options match the server rsync ($("$SERVER_RSYNC" --version | head -n 1 | awk '{print $3}'))" t_forced_for_this_rsync
 
 t_delete() {
   mkdir -p "$C/junk" && printf 'junk\n' >"$C/junk/junk.txt"

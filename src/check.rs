@@ -250,10 +250,11 @@ pub fn refused_by_policy(
 ) -> Option<String> {
     let name = format!("--{}", spec.long);
     let why = match (spec.class, sender) {
-        (Class::Deletes, _) if s.access == Access::ReadOnly => {
+        (Class::RemovesSources, true) if s.access == Access::ReadOnly => {
             "deletion is not allowed for this read-only account"
         }
-        (Class::Deletes, _) if !s.delete => "deletion is not allowed for this account",
+        (Class::RemovesSources, true) if !s.delete => "deletion is not allowed for this account",
+        (Class::Deletes, false) if !s.delete => "deletion is not allowed for this account",
         (Class::Deletes, false) if s.access == Access::WriteOnly => {
             "this account is write-only: deleting would report the names of existing files"
         }

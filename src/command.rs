@@ -3,8 +3,9 @@
 //!
 //! Rules (no syscalls here, no allocation beyond the words):
 //! - blanks separate words; backslash, single and double quotes are removed as `sh` would;
-//! - unquoted operators and expansions (`; & | < > ( ) ! { } #`, `$` and backtick outside
-//!   single quotes) are refused, never interpreted;
+//! - unquoted operators and expansions (`; & | < > ( )`, `$` and backtick outside single
+//!   quotes, `#` where a word starts, `!` `{` `}` as whole words) are refused, never
+//!   interpreted; inside a word `# ! { }` are literal, as in a POSIX shell;
 //! - NUL, CR and LF anywhere, unescaped TAB, empty words, doubled or edge blanks,
 //!   unbalanced quotes and absurd lengths are refused;
 //! - we remember which glob characters and which leading `~` were *unquoted*, because
@@ -79,12 +80,16 @@ impl fmt::Display for CharName {
     }
 }
 
-/// Characters a shell treats as operators or expansions when unquoted.
+/// Characters a shell treats as operators or expansions wherever they stand unquoted.
 fn is_shell_special(c: char) -> bool {
-    matches!(
-        c,
-        ';' | '&' | '|' | '<' | '>' | '(' | ')' | '!' | '{' | '}' | '#' | '$' | '`'
-    )
+    matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')' | '$' | '`')
+}
+
+/// Words a POSIX shell treats as reserved when they stand alone (`!` negates a pipeline,
+/// `{` `}` group commands); inside a word these characters are literal (`x{1}`, `excl!x`:
+/// POSIX sh has no brace expansion and `sh -c` no history expansion).
+fn is_reserved_word(text: &str) -> bool {
+    matches!(text, "!" | "{" | "}")
 }
 
 /// Characters refused anywhere, quoted or not.
@@ -123,6 +128,7 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
             }
             previous_was_blank = true;
             if let Some(w) = current.take() {
+                refuse_reserved(&w, quoted)?;
                 push_word(&mut words, w)?;
             }
             quoted = false;
@@ -197,6 +203,8 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
                 quoted = true;
             }
             c if is_shell_special(c) => return Err(SplitError::ShellSyntax(c, pos)),
+            // `#` starts a comment only where a word starts (`notes#1.txt` is a name).
+            '#' if word.text.is_empty() && !quoted => return Err(SplitError::ShellSyntax(c, pos)),
             '*' | '?' | '[' => {
                 word.active_glob.push(word.text.len());
                 word.text.push(c);
@@ -215,12 +223,21 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
         return Err(SplitError::ExtraBlank(text.len()));
     }
     if let Some(w) = current.take() {
+        refuse_reserved(&w, quoted)?;
         push_word(&mut words, w)?;
     }
     if words.is_empty() {
         return Err(SplitError::Empty);
     }
     Ok(words)
+}
+
+fn refuse_reserved(w: &Word, quoted: bool) -> Result<(), SplitError> {
+    if !quoted && is_reserved_word(&w.text) {
+        let c = w.text.chars().next().unwrap_or('!');
+        return Err(SplitError::ShellSyntax(c, w.position));
+    }
+    Ok(())
 }
 
 fn push_word(words: &mut Vec<Word>, w: Word) -> Result<(), SplitError> {

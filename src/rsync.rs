@@ -56,9 +56,13 @@ pub enum PathBase {
 pub enum Class {
     /// Changes nothing that a promise covers.
     Safe,
-    /// Removes existing files or directories (`--delete*`, `--remove-*-files`, `--force`);
-    /// with `-v`/`-i` the deleted names are also reported to the client.
+    /// Makes a receiver remove existing files or directories (`--delete*`, `--force`);
+    /// with `-v`/`-i` the deleted names are also reported to the client. A sender (a
+    /// pull) deletes nothing on the server with these: the client does, on its side.
     Deletes,
+    /// Makes a sender remove the files it sent (`--remove-source-files`): on a pull, the
+    /// server's files.
+    RemovesSources,
     /// rsync itself unlinks existing files it finds in these places (`--partial-dir`
     /// basis files, `--delay-updates`' `.~tmp~` leftovers).
     Unlinks,
@@ -188,10 +192,13 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "delete-after", Flag, Deletes),
     row!(None, "delete-excluded", Flag, Deletes),
     row!(None, "delete-missing-args", Flag, Deletes),
-    row!(None, "remove-source-files", Flag, Deletes),
-    row!(None, "remove-sent-files", Flag, Deletes),
+    row!(None, "remove-source-files", Flag, RemovesSources),
+    row!(None, "remove-sent-files", Flag, RemovesSources),
     row!(None, "force", Flag, Deletes),
     row!(None, "ignore-errors", Flag, Safe),
+    // `rsync --qsort` sends it, but rsync's server only knows `--qsort` (rsync 3.x: the
+    // client's server_options() writes `--use-qsort`): rshell passes it on as `--qsort`.
+    row!(None, "use-qsort", Flag, Safe),
     row!(None, "only-write-batch", Literal(&["X"]), Safe),
     row!(None, "super", Flag, Safe),
     row!(None, "size-only", Flag, Safe),
@@ -386,6 +393,15 @@ fn short_flag(letter: char) -> Option<&'static OptSpec> {
 /// The table row of a bundle letter (for the policy's effect checks).
 pub fn short_flag_spec(letter: char) -> Option<&'static OptSpec> {
     short_flag(letter)
+}
+
+/// The spelling rshell hands rsync for an option: the table's, except where rsync's
+/// server knows the option under another name than the one its client sends.
+pub fn exec_spelling(spec: &OptSpec) -> &'static str {
+    match spec.long {
+        "use-qsort" => "qsort",
+        long => long,
+    }
 }
 
 /// Look up an exact long spelling.
@@ -795,10 +811,11 @@ impl ServerInvocation {
         }
         for (opt, resolved) in self.options.iter().zip(resolved) {
             let value = resolved.clone().or_else(|| opt.value.clone());
+            let long = exec_spelling(opt.spec);
             out.push(match (opt.spec.short, value) {
                 (Some(c @ ('B' | '@')), Some(v)) => format!("-{c}{v}"),
-                (_, Some(v)) => format!("--{}={v}", opt.spec.long),
-                (_, None) => format!("--{}", opt.spec.long),
+                (_, Some(v)) => format!("--{long}={v}"),
+                (_, None) => format!("--{long}"),
             });
         }
         out

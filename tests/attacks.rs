@@ -44,8 +44,8 @@ const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . data/";
 #[case::a1_carriage_return("rsync --server -logDtpre.iLsfxCIvu . dest/\rid", "CR")]
 #[case::a1_nul("rsync --server -logDtpre.iLsfxCIvu . dest/\0id", "NUL")]
 #[case::a1_comment("rsync --server -logDtpre.iLsfxCIvu . dest/ #x", "'#'")]
-#[case::a1_braces("rsync --server -logDtpre.iLsfxCIvu . {a,b}", "'{'")]
-#[case::a1_history("rsync --server -logDtpre.iLsfxCIvu . !x", "'!'")]
+#[case::a1_braces("rsync --server -logDtpre.iLsfxCIvu . { dest/ }", "'{'")]
+#[case::a1_negation("rsync --server -logDtpre.iLsfxCIvu . ! dest/", "'!'")]
 #[case::a1_tab("rsync --server -logDtpre.iLsfxCIvu .\tdest/", "TAB")]
 #[case::a1_unbalanced_quote("rsync --server -logDtpre.iLsfxCIvu . 'dest", "unterminated")]
 #[case::a1_double_space("rsync  --server -logDtpre.iLsfxCIvu . dest/", "extra blank")]
@@ -605,8 +605,6 @@ fn given_write_only_then_push_works_and_pull_and_server_file_lists_are_denied() 
 #[case("--delete-after")]
 #[case("--delete-excluded")]
 #[case("--delete-missing-args")]
-#[case("--remove-source-files")]
-#[case("--remove-sent-files")]
 #[case("--force")]
 fn given_no_delete_then_every_deleting_option_is_denied(#[case] option: &str) {
     let world = World::new("nodel");
@@ -615,6 +613,30 @@ fn given_no_delete_then_every_deleting_option_is_denied(#[case] option: &str) {
     let cmd = format!("rsync --server -logDtpre.iLsfxCIvu {option} . dest/");
     assert!(denied(&world, p, &cmd).contains("deletion"));
     allowed(&world, REFERENCE, &cmd);
+    // On a pull the server is the sender: the client deletes on its own side.
+    allowed(
+        &world,
+        p,
+        &format!("rsync --server --sender -logDtpre.iLsfxCIvu {option} . data/"),
+    );
+}
+
+/// `--remove-source-files` deletes on the sending side: refused on a pull (the server's
+/// files), harmless on a push (the client's own).
+#[rstest]
+#[case("--remove-source-files")]
+#[case("--remove-sent-files")]
+fn given_no_delete_then_removing_the_servers_sources_is_denied(#[case] option: &str) {
+    let world = World::new("nodel-src");
+    let p = "version = 1\n[defaults]\nroot = \"ROOT\"\ndelete = false\n";
+    let pull = format!("rsync --server --sender -logDtpre.iLsfxCIvu {option} . data/");
+    assert!(denied(&world, p, &pull).contains("deletion"));
+    allowed(&world, REFERENCE, &pull);
+    allowed(
+        &world,
+        p,
+        &format!("rsync --server -logDtpre.iLsfxCIvu {option} . dest/"),
+    );
 }
 
 #[test]
@@ -817,4 +839,25 @@ fn secluded_form_only_as_rsync_sends_it() {
     )
     .expect_err("refused");
     assert!(err.contains("write-only"), "{err}");
+}
+
+/// Names that pre-3.2.4 clients (and `--old-args`) send unescaped: a POSIX shell takes
+/// `#`, `!`, `{`, `}` inside a word literally (no brace or history expansion in `sh -c`).
+#[rstest]
+#[case("dest/notes#1.txt", "notes#1.txt")]
+#[case("dest/x{1}", "x{1}")]
+#[case("dest/excl!x", "excl!x")]
+#[case("dest/{a,b}", "{a,b}")]
+#[case("dest/!x", "!x")]
+fn given_old_args_names_then_hash_bang_and_braces_inside_a_word_are_literal(
+    #[case] path: &str,
+    #[case] leaf: &str,
+) {
+    let world = World::new("literal");
+    let argv = allowed(
+        &world,
+        REFERENCE,
+        &format!("rsync --server --sender -logDtpre.iLsfxCIvu . {path}"),
+    );
+    assert_eq!(argv.last().unwrap(), &format!("<dest>/{leaf}"), "{argv:?}");
 }

@@ -81,7 +81,7 @@ fn every_row_of_the_option_table_parses_as_rsync_parses_it() {
         if row.long.len() == 1 {
             continue;
         }
-        let long = format!("--{}", row.long);
+        let long = format!("--{}", rshell::rsync::exec_spelling(row));
         match row.value {
             Value::Flag => {
                 if let Some(e) = syntax_error(&server_parse(&[&long, "--", ".", "d/"])) {

@@ -287,7 +287,17 @@ fn shell_syntax(command: &[u8]) -> Option<String> {
     }
     let mut q = Q::None;
     let mut chars = text.chars();
+    // POSIX: `#` starts a comment only where a word starts; `!`, `{`, `}` are reserved
+    // only as whole words.
+    for word in text.split(' ') {
+        if matches!(word, "!" | "{" | "}") {
+            return Some(format!("the reserved word {word:?}"));
+        }
+    }
+    let mut word_start = true;
     while let Some(c) = chars.next() {
+        let at_start = word_start;
+        word_start = c == ' ' && q == Q::None;
         if c.is_control() && c != '\t' {
             return Some(format!("control character U+{:04X}", c as u32));
         }
@@ -303,9 +313,10 @@ fn shell_syntax(command: &[u8]) -> Option<String> {
                 '\'' => q = Q::Single,
                 '"' => q = Q::Double,
                 '\t' => return Some("an unquoted TAB".into()),
-                ';' | '&' | '|' | '<' | '>' | '(' | ')' | '!' | '{' | '}' | '#' | '$' | '`' => {
+                ';' | '&' | '|' | '<' | '>' | '(' | ')' | '$' | '`' => {
                     return Some(format!("an unquoted {c:?}"))
                 }
+                '#' if at_start => return Some("a comment".into()),
                 _ => {}
             },
             Q::Single => {

@@ -234,9 +234,14 @@ impl Fuzz {
             }
         }
         let has = |w: &str| options.iter().any(|o| o == w);
-        let deleting = options
-            .iter()
-            .any(|o| o.starts_with("--delete") || o.starts_with("--remove-"));
+        // What deletes on the server: a receiver's --delete*/--force, a sender's --remove-*.
+        let deleting = options.iter().any(|o| {
+            if sender {
+                o.starts_with("--remove-")
+            } else {
+                o.starts_with("--delete") || o == "--force"
+            }
+        });
         match variant {
             1 => {
                 if !sender {

@@ -658,8 +658,9 @@ fn read_any<'i>(ctx: &Ctx<'i>) -> Result<Sections<'i>, ConfigError> {
 /// error: a `[users.NAME]` or `[groups.NAME]` defined twice, which the merge reports,
 /// naming both places, as it does across files.
 fn read_canonical(text: &str) -> Option<Sections<'_>> {
+    use toml_parser::lexer::{Token, TokenKind};
     use toml_parser::parser::{
-        Event, EventKind, EventReceiver, RecursionGuard, ValidateWhitespace,
+        parse_document, Event, EventKind, EventReceiver, RecursionGuard, ValidateWhitespace,
     };
     use toml_parser::{decoder::Encoding, ErrorSink, ParseError, Raw, Source, Span};
 
@@ -885,7 +886,6 @@ fn read_canonical(text: &str) -> Option<Sections<'_>> {
     }
 
     let source = Source::new(text);
-    let tokens = source.lex().into_vec();
     let mut reader = Reader {
         source,
         declined: false,
@@ -900,7 +900,34 @@ fn read_canonical(text: &str) -> Option<Sections<'_>> {
     {
         let mut validated = ValidateWhitespace::new(&mut reader, source);
         let mut guarded = RecursionGuard::new(&mut validated, 80);
-        toml_parser::parser::parse_document(&tokens, &mut guarded, &mut failed);
+        // One table at a time: the tokens from one header up to the next (a `[` that
+        // starts a line outside any array or inline table, so always between two
+        // expressions) are parsed on their own, and the token buffer stays the size of
+        // one section instead of the whole file. A wrong cut could only leave a piece
+        // that does not parse, and an error declines the file.
+        let mut chunk: Vec<Token> = Vec::with_capacity(64);
+        let (mut depth, mut line_start) = (0u32, true);
+        for token in source.lex() {
+            let kind = token.kind();
+            if kind == TokenKind::LeftSquareBracket && depth == 0 && line_start {
+                parse_document(&chunk, &mut guarded, &mut failed);
+                chunk.clear();
+            }
+            match kind {
+                TokenKind::LeftSquareBracket | TokenKind::LeftCurlyBracket => depth += 1,
+                TokenKind::RightSquareBracket | TokenKind::RightCurlyBracket => {
+                    depth = depth.saturating_sub(1)
+                }
+                _ => {}
+            }
+            line_start = match kind {
+                TokenKind::Newline => true,
+                TokenKind::Whitespace => line_start,
+                _ => false,
+            };
+            chunk.push(token);
+        }
+        parse_document(&chunk, &mut guarded, &mut failed);
     }
     let version_ok = matches!(
         reader.version,
@@ -1153,6 +1180,15 @@ impl Config {
     pub fn parse_files<P: AsRef<Path>, T: AsRef<str>>(
         files: &[(P, T)],
     ) -> Result<Config, ConfigError> {
+        Config::parse_files_with(files, true)
+    }
+
+    /// [`Config::parse_files`]; `canonical_first: false` reads every file through
+    /// [`read_any`] only (for the test that the two readers agree).
+    fn parse_files_with<P: AsRef<Path>, T: AsRef<str>>(
+        files: &[(P, T)],
+        canonical_first: bool,
+    ) -> Result<Config, ConfigError> {
         let mut cfg = Config {
             path: files.first().map_or_else(
                 || PathBuf::from(DEFAULT_CONFIG),
@@ -1164,7 +1200,7 @@ impl Config {
             groups: BTreeMap::new(),
         };
         for index in 0..files.len() {
-            cfg.merge_file(index, files)?;
+            cfg.merge_file(index, files, canonical_first)?;
         }
         Ok(cfg)
     }
@@ -1180,12 +1216,14 @@ impl Config {
         &mut self,
         index: usize,
         files: &[(P, T)],
+        canonical_first: bool,
     ) -> Result<(), ConfigError> {
         let ctx = Ctx {
             path: files[index].0.as_ref(),
             text: files[index].1.as_ref(),
         };
-        let sections = match read_canonical(ctx.text) {
+        let canonical = canonical_first.then(|| read_canonical(ctx.text)).flatten();
+        let sections = match canonical {
             Some(s) => s,
             None => read_any(&ctx)?,
         };
@@ -1691,6 +1729,45 @@ root = "/srv/backup/%u"
             let mut any = read_any(&ctx).expect("toml accepts what the canonical reader accepts");
             sort(&mut any);
             assert_eq!(fast, any, "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(500)
+        ))]
+        /// Whole configs, with and without the canonical reader: the same Config, or
+        /// both an error (a section defined twice in one file is toml's error through
+        /// read_any, the merge's through read_canonical: both refuse).
+        #[test]
+        fn both_readers_give_the_same_config(lines in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "version = 1", "version = 2", "[defaults]", "[users.a]", "[users.b]",
+                "[users.\"a\"]", "[groups.g]", "[groups.'g']", "[users]", "[users.a.b]",
+                "[[users.a]]", "root = \"/x\"", "root = '/y'", "root = \"/x\\u0041\"",
+                "root = \"rel\"", "access = \"read-only\"", "access = \"bogus\"",
+                "lock = true", "lock = false", "lock = \"no\"", "timeout = 0x10",
+                "timeout = 1_000", "timeout = 99999999999999999999", "timeout = 1.5",
+                "umask = \"0027\"", "from = [\"10.0.0.0/8\", \"::1/128\"]",
+                "from = [\n\"10.0.0.0/8\", # c\n]", "from = [[\"x\"]]", "from = []",
+                "x.y = 1", "users.c.root = \"/z\"", "a = { root = \"/i\" }",
+                "defaults = 1", "# comment", "", "root = \"\"\"/m\"\"\"",
+                "rsync = \"/usr/bin/rsync\" # c", "[defaults", "bogus = 1",
+                // A `[` starting a line inside an array or a multi-line string.
+                "from = [\n[\"10.0.0.0/8\"],\n]", "root = \"\"\"\n[users.z]\n\"\"\"",
+                "from = [\n\"10.0.0.0/8\"\n", "a = {\n[users.y]", "  [users.c]",
+            ]),
+            0..12,
+        )) {
+            let text = lines.join("\n") + "\n";
+            let files = [("/etc/rshell.toml", text.as_str())];
+            let fast = Config::parse_files_with(&files, true);
+            let slow = Config::parse_files_with(&files, false);
+            match (&fast, &slow) {
+                (Ok(f), Ok(s)) => proptest::prop_assert_eq!(f, s, "{:?}", text),
+                (Err(_), Err(_)) => {}
+                _ => proptest::prop_assert!(false, "{:?}: {:?} vs {:?}", text, fast, slow),
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! How rshell was started (design §2): argv (and whether sshd set a forced command)
+//! How rshell was started: argv (and whether sshd set a forced command)
 //! become a [`Mode`]. No file-system access, no environment reads here.
 #![forbid(unsafe_code)]
 

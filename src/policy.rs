@@ -1,8 +1,10 @@
-//! The policy file (design §3): schema, loading with `file:line:col` errors, and the
-//! key-by-key layering built-in ← `[defaults]` ← group ← user (← forced key).
+//! The policy: `/etc/rshell.toml` and its drop-ins in `/etc/rshell.d/*.toml`, the
+//! schema, loading with `file:line:col` errors, and the key-by-key layering
+//! built-in ← `[defaults]` ← group ← user (← forced key).
 //!
-//! Rules: all or nothing (one error denies everything); unknown keys are errors; the
-//! file must be owned by root and not group/world-writable, checked at every load.
+//! Rules: all or nothing (one error in any file denies everything); unknown keys are
+//! errors; every file, and the drop-in directory, must be owned by root and not
+//! writable by group or others, checked at every load.
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
@@ -19,7 +21,8 @@ use toml::Spanned;
 
 use crate::net::Cidr;
 
-/// The default config path; no environment variable changes it (design §1).
+/// The default config path; no environment variable changes it (an account could set
+/// one through ~/.ssh/environment or ~/.pam_environment).
 pub const DEFAULT_CONFIG: &str = "/etc/rshell.toml";
 
 /// Every key a section may hold (for docs tests and `--policy`).
@@ -43,7 +46,7 @@ pub const KEYS: &[&str] = &[
     "timeout",
 ];
 
-/// What the user may do under root (design §3 `access`).
+/// What the user may do under root (`access`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
@@ -52,7 +55,7 @@ pub enum Access {
     WriteOnly,
 }
 
-/// Landlock mode (design §3 `confine`).
+/// Landlock mode (`confine`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfineMode {
@@ -164,7 +167,7 @@ pub struct Settings {
 pub const DEFAULT_TIMEOUT: u64 = 600;
 
 impl Default for Settings {
-    /// The built-in defaults (design §3).
+    /// The built-in defaults (rshell.toml(5) lists them).
     fn default() -> Self {
         Settings {
             rsync: "/usr/bin/rsync".into(),

@@ -131,8 +131,8 @@ pub fn test(
         v["refused_by_a_real_run"] = json!(refused);
         write_line(&v.to_string());
     } else {
-        for line in to_text(&input, &evaluation).lines() {
-            say(line);
+        for line in to_text(&input, &evaluation) {
+            say(&line);
         }
     }
     code
@@ -150,47 +150,49 @@ fn verdict_and_reason(e: &Evaluation) -> (&'static str, String) {
     }
 }
 
-fn to_text(input: &Input, e: &Evaluation) -> String {
+/// The text report, one line per entry; each is escaped for the terminal as a whole, so
+/// a newline inside a file name cannot start a line of its own.
+fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
     let (verdict, reason) = verdict_and_reason(e);
-    let mut out = String::new();
-    out += &format!("verdict: {verdict}\n");
-    out += &format!("reason: {reason}\n");
-    out += &format!(
-        "user: {} (uid {}, groups {})\n",
+    let mut out = Vec::new();
+    out.push(format!("verdict: {verdict}"));
+    out.push(format!("reason: {reason}"));
+    out.push(format!(
+        "user: {} (uid {}, groups {})",
         input.account.name,
         input.account.uid,
         input.account.groups.join(",")
-    );
-    out += &format!(
-        "client: {}\n",
+    ));
+    out.push(format!(
+        "client: {}",
         input.client.map_or("-".to_string(), |c| c.to_string())
-    );
-    out += &format!("form: {}\n", input.form.name());
+    ));
+    out.push(format!("form: {}", input.form.name()));
     if let Some(p) = &e.policy {
-        out += &format!("section: {}\n", section_line(p));
-        out += "policy:\n";
+        out.push(format!("section: {}", section_line(p)));
+        out.push("policy:".to_string());
         for (k, v, src) in p.rows() {
-            out += &format!("  {k} = {v}  ({src})\n");
+            out.push(format!("  {k} = {v}  ({src})"));
         }
     }
     if let Ok(plan) = &e.outcome {
         let argv: Vec<String> = plan.argv.iter().map(|a| quote(a)).collect();
-        out += &format!("exec: {}\n", plan.program.display());
-        out += &format!("argv: {}\n", argv.join(" "));
+        out.push(format!("exec: {}", plan.program.display()));
+        out.push(format!("argv: {}", argv.join(" ")));
         let shown: Vec<String> = plan.shown_argv().iter().map(|a| quote(a)).collect();
-        out += &format!("argv (pins as <path>): {}\n", shown.join(" "));
+        out.push(format!("argv (pins as <path>): {}", shown.join(" ")));
         let env: Vec<String> = plan
             .env
             .iter()
             .map(|(k, v)| format!("{k}={}", quote(v)))
             .collect();
-        out += &format!("env: {}\n", env.join(" "));
-        out += &format!(
-            "cwd: {} (the opened root descriptor)\n",
+        out.push(format!("env: {}", env.join(" ")));
+        out.push(format!(
+            "cwd: {} (the opened root descriptor)",
             plan.root.path.display()
-        );
-        out += &format!("umask: {:04o}\n", plan.umask);
-        out += &format!("lock: {}\n", lock_text(plan));
+        ));
+        out.push(format!("umask: {:04o}", plan.umask));
+        out.push(format!("lock: {}", lock_text(plan)));
         for pin in &plan.pins {
             let when = match &pin.prepare {
                 crate::resolve::Prepare::Nothing => String::new(),
@@ -201,23 +203,27 @@ fn to_text(input: &Input, e: &Evaluation) -> String {
                     " (missing: an empty unnamed directory at run time)".to_string()
                 }
             };
-            out += &format!("pin: {} = {}{when}\n", pin.word(""), quote(&pin.shown));
+            out.push(format!(
+                "pin: {} = {}{when}",
+                pin.word(""),
+                quote(&pin.shown)
+            ));
         }
-        out += &format!(
-            "outcome record: {}\n",
+        out.push(format!(
+            "outcome record: {}",
             if plan.log_outcome {
                 "yes (fork and wait)"
             } else {
                 "no (exec in place)"
             }
-        );
-        out += &format!(
-            "confine: {} -> {}\n",
+        ));
+        out.push(format!(
+            "confine: {} -> {}",
             plan.confine,
             crate::predicted_landlock(plan)
-        );
+        ));
         for rule in plan.ruleset.describe() {
-            out += &format!("  {rule}\n");
+            out.push(format!("  {rule}"));
         }
     }
     out

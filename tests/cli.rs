@@ -625,12 +625,12 @@ fn test_mode_escapes_control_and_format_characters_of_file_names() {
     let t = Trusted::new();
     // A root whose name holds ESC and a right-to-left override: it shows up in the
     // policy rows, the argv, the working directory and the Landlock rules.
-    let name = "evil\u{1b}[31m\u{202e}txt";
+    let name = "evil\u{1b}[31m\u{202e}txt\nfake: line";
     std::fs::create_dir(t.0.join(name)).unwrap();
     let cfg = t.write(
         "rshell.toml",
         &format!(
-            "version = 1\n[defaults]\nroot = \"{}/evil\\u001b[31m\\u202etxt\"\n",
+            "version = 1\n[defaults]\nroot = \"{}/evil\\u001b[31m\\u202etxt\\nfake: line\"\n",
             t.0.display()
         ),
     );
@@ -640,9 +640,10 @@ fn test_mode_escapes_control_and_format_characters_of_file_names() {
     assert!(!o.contains('\u{1b}') && !o.contains('\u{202e}'), "{o:?}");
     assert!(o.contains("cwd: /rshell-test-"), "{o}");
     assert!(
-        o.contains("/evil\\x1b[31m\\u{202e}txt (the opened root"),
+        o.contains("/evil\\x1b[31m\\u{202e}txt\\x0afake: line (the opened root"),
         "{o}"
     );
+    assert!(!o.lines().any(|l| l.starts_with("fake")), "{o}");
     let out = rshell(&["--policy", "--user", "root", "--config", &cfg]);
     let o = stdout(&out);
     assert!(

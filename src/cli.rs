@@ -1,4 +1,4 @@
-//! How rshell was started (design §2): argv (and whether sshd set a forced command)
+//! How rshell was started: argv (and whether sshd set a forced command)
 //! become a [`Mode`]. No file-system access, no environment reads here.
 #![forbid(unsafe_code)]
 
@@ -52,6 +52,10 @@ pub enum Mode {
     Check {
         config: Option<PathBuf>,
         strict: bool,
+        /// `--sshd-config F`: the sshd configuration to check against (default: sshd's own).
+        sshd_config: Option<PathBuf>,
+        /// `--user U`: check only this account.
+        user: Option<String>,
     },
     Version,
     Help,
@@ -69,14 +73,26 @@ usage: rshell -c COMMAND                 (login shell: run a vetted rsync server
                                          (ssh forced command; the command is in SSH_ORIGINAL_COMMAND)
        rshell --test COMMAND [--user U] [--from ADDR] [--key 'FLAGS DIR'] [--config F] [--json]
        rshell --policy [--user U] [--config F]
-       rshell --check [--config F] [--strict]
+       rshell --check [--config F] [--strict] [--sshd-config F] [--user U]
        rshell --version | --help
+
+The admin options may come in any order (`rshell --config F --test COMMAND`), also as
+--user=U; their output goes to stdout. With an explicit --config, --test and
+--policy also evaluate a file that a real run would refuse (not owned by root, or
+writable by others) and say so on their first line; drop-ins are read from the
+directory <stem>.d beside the file (/etc/rshell.d for /etc/rshell.toml).
 
 Only `rsync --server ...` (and, where policy allows, `rsync --server --daemon .`) is ever run,
 as the configured rsync binary, confined to the user's root. See rshell(1), rshell.toml(5).
 ";
 
 /// Parse argv (including argv[0]). `forced` says whether SSH_ORIGINAL_COMMAND is set.
+///
+/// `-c` must come first, as sshd and login(1) pass it (`shell -c command`), and its
+/// string never reaches the admin modes: a nested `rshell ...` in it is parsed as key
+/// flags only. Any other argv that names an admin mode (`--test`, `--policy`,
+/// `--check`, `--help`, `--version`) anywhere, outside an option's value, is that mode,
+/// with its options in any order; the rest is a forced key's flags.
 pub fn parse(args: &[OsString], forced: bool) -> Result<Mode, UsageError> {
     let argv0_login = args
         .first()
@@ -92,31 +108,58 @@ pub fn parse(args: &[OsString], forced: bool) -> Result<Mode, UsageError> {
             Mode::Interactive
         });
     }
-    let first = rest[0].to_str().unwrap_or("");
-    match first {
-        "-c" => {
-            if rest.len() != 2 {
-                return Err(UsageError("-c takes exactly one command string".into()));
-            }
-            let command = rest[1].clone();
-            if let Some(words) = nested_words(&command) {
-                let key = parse_key_flags(&words)?;
-                if key.config.is_some() {
-                    return Err(UsageError(
-                        "--config is not allowed in a nested rshell command".into(),
-                    ));
-                }
-                return Ok(Mode::Nested { key });
-            }
-            Ok(Mode::LoginShell { command })
+    if rest[0] == "-c" {
+        if rest.len() != 2 {
+            return Err(UsageError("-c takes exactly one command string".into()));
         }
-        "--test" | "--policy" | "--check" => admin(first, &strings(&rest[1..])?),
-        "--version" | "-V" if rest.len() == 1 => Ok(Mode::Version),
-        "--help" | "-h" if rest.len() == 1 => Ok(Mode::Help),
-        _ => Ok(Mode::Standalone {
-            key: parse_key_flags(&strings(&rest)?)?,
-        }),
+        let command = rest[1].clone();
+        if let Some(words) = nested_words(&command) {
+            let key = parse_key_flags(&words)?;
+            if key.config.is_some() {
+                return Err(UsageError(
+                    "--config is not allowed in a nested rshell command".into(),
+                ));
+            }
+            return Ok(Mode::Nested { key });
+        }
+        return Ok(Mode::LoginShell { command });
     }
+    let words = strings(&rest)?;
+    if names_admin_mode(&words) {
+        return admin(&words);
+    }
+    Ok(Mode::Standalone {
+        key: parse_key_flags(&words)?,
+    })
+}
+
+/// The admin modes; `--test` takes the command as its value.
+const ADMIN_MODES: &[&str] = &["--test", "--policy", "--check"];
+/// Admin options that take a value (`--name V` or `--name=V`).
+const VALUE_OPTIONS: &[&str] = &[
+    "--test",
+    "--user",
+    "--from",
+    "--key",
+    "--config",
+    "--sshd-config",
+];
+
+/// Whether an admin mode is named outside an option's value.
+fn names_admin_mode(words: &[String]) -> bool {
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        let name = w.split_once('=').map_or(w, |(n, _)| n);
+        if ADMIN_MODES.contains(&name) || matches!(w, "--help" | "-h" | "--version" | "-V") {
+            return true;
+        }
+        if VALUE_OPTIONS.contains(&w) {
+            i += 1;
+        }
+        i += 1;
+    }
+    false
 }
 
 fn strings(args: &[&OsString]) -> Result<Vec<String>, UsageError> {
@@ -193,52 +236,134 @@ pub fn parse_key_flags(words: &[String]) -> Result<KeyFlags, UsageError> {
     Ok(key)
 }
 
-fn admin(verb: &str, args: &[String]) -> Result<Mode, UsageError> {
-    let mut command = None;
-    let (mut user, mut from, mut key, mut config) = (None, None, None, None);
-    let (mut json, mut strict) = (false, false);
+/// The admin options, gathered in any order.
+#[derive(Default)]
+struct AdminArgs {
+    mode: Option<&'static str>,
+    command: Option<String>,
+    user: Option<String>,
+    from: Option<String>,
+    key: Option<KeyFlags>,
+    config: Option<PathBuf>,
+    sshd_config: Option<PathBuf>,
+    json: bool,
+    strict: bool,
+}
+
+fn admin(words: &[String]) -> Result<Mode, UsageError> {
+    let mut a = AdminArgs::default();
     let mut i = 0;
-    let value = |i: &mut usize, name: &str| -> Result<String, UsageError> {
-        let v = args
-            .get(*i)
-            .cloned()
-            .ok_or_else(|| UsageError(format!("{name} needs a value")))?;
-        *i += 1;
-        Ok(v)
-    };
-    if verb == "--test" {
-        command = Some(value(&mut i, "--test")?);
-    }
-    while i < args.len() {
-        let a = args[i].as_str();
+    while i < words.len() {
+        let word = words[i].as_str();
         i += 1;
-        match (verb, a) {
-            ("--test" | "--policy", "--user") => user = Some(value(&mut i, a)?),
-            ("--test", "--from") => from = Some(value(&mut i, a)?),
-            ("--test", "--key") => {
-                let text = value(&mut i, a)?;
+        // `--name=value` as well as `--name value`.
+        let (name, inline) = match word.split_once('=') {
+            Some((n, v)) if n.starts_with("--") && VALUE_OPTIONS.contains(&n) => (n, Some(v)),
+            _ => (word, None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            if let Some(v) = inline {
+                return Ok(v.to_string());
+            }
+            let v = words
+                .get(i)
+                .ok_or_else(|| UsageError(format!("{name} needs a value")))?;
+            // `--key` values are flags themselves (`--key '-ro DIR'`).
+            if v.starts_with('-') && name != "--key" {
+                return Err(UsageError(format!(
+                    "{name} needs a value, got the option {v}"
+                )));
+            }
+            i += 1;
+            Ok(v.clone())
+        };
+        fn once<T>(slot: &mut Option<T>, v: T, name: &str) -> Result<(), UsageError> {
+            if slot.is_some() {
+                return Err(UsageError(format!("{name} is given twice")));
+            }
+            *slot = Some(v);
+            Ok(())
+        }
+        match name {
+            "--help" | "-h" => return Ok(Mode::Help),
+            "--version" | "-V" => return Ok(Mode::Version),
+            "--test" | "--policy" | "--check" => {
+                if let Some(other) = a.mode.filter(|m| *m != name) {
+                    return Err(UsageError(format!(
+                        "{other} and {name} exclude each other: one admin mode at a time"
+                    )));
+                }
+                a.mode = ADMIN_MODES.iter().copied().find(|m| *m == name);
+                if name == "--test" {
+                    let command = value()?;
+                    once(&mut a.command, command, name)?;
+                }
+            }
+            "--user" => {
+                let v = value()?;
+                once(&mut a.user, v, name)?
+            }
+            "--from" => {
+                let v = value()?;
+                once(&mut a.from, v, name)?
+            }
+            "--config" => {
+                let v = value()?;
+                once(&mut a.config, PathBuf::from(v), name)?
+            }
+            "--sshd-config" => {
+                let v = value()?;
+                once(&mut a.sshd_config, PathBuf::from(v), name)?
+            }
+            "--key" => {
+                let text = value()?;
                 let words = crate::command::split(text.as_bytes())
                     .map_err(|e| UsageError(format!("--key: {e}")))?;
                 let words: Vec<String> = words.into_iter().map(|w| w.text).collect();
-                key = Some(parse_key_flags(&words)?);
+                once(&mut a.key, parse_key_flags(&words)?, name)?;
             }
-            ("--test", "--json") => json = true,
-            ("--check", "--strict") => strict = true,
-            (_, "--config") => config = Some(PathBuf::from(value(&mut i, a)?)),
-            _ => return Err(UsageError(format!("unknown argument {a} for {verb}"))),
+            "--json" => a.json = true,
+            "--strict" => a.strict = true,
+            _ => return Err(UsageError(format!("unknown argument {word}"))),
         }
     }
-    Ok(match verb {
+    let mode = a
+        .mode
+        .ok_or_else(|| UsageError("name an admin mode: --test, --policy or --check".into()))?;
+    // Each option belongs to some modes; one given to another mode is a mistake worth a word.
+    let misplaced = [
+        ("--from", a.from.is_some(), "--test"),
+        ("--key", a.key.is_some(), "--test"),
+        ("--json", a.json, "--test"),
+        ("--strict", a.strict, "--check"),
+        ("--sshd-config", a.sshd_config.is_some(), "--check"),
+    ];
+    for (option, given, belongs) in misplaced {
+        if given && mode != belongs {
+            return Err(UsageError(format!(
+                "{option} is an option of {belongs}, not of {mode}"
+            )));
+        }
+    }
+    Ok(match mode {
         "--test" => Mode::Test {
-            command: command.unwrap_or_default(),
-            user,
-            from,
-            key,
-            config,
-            json,
+            command: a.command.unwrap_or_default(),
+            user: a.user,
+            from: a.from,
+            key: a.key,
+            config: a.config,
+            json: a.json,
         },
-        "--policy" => Mode::Policy { user, config },
-        _ => Mode::Check { config, strict },
+        "--policy" => Mode::Policy {
+            user: a.user,
+            config: a.config,
+        },
+        _ => Mode::Check {
+            config: a.config,
+            strict: a.strict,
+            sshd_config: a.sshd_config,
+            user: a.user,
+        },
     })
 }
 
@@ -246,6 +371,7 @@ fn admin(verb: &str, args: &[String]) -> Result<Mode, UsageError> {
 mod tests {
     use super::*;
     use rstest::rstest;
+    use std::path::Path;
 
     fn args(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
@@ -310,7 +436,150 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(m, Mode::Test { user: Some(u), json: true, .. } if u == "bob"));
-        assert!(parse(&args(&["rshell", "--check", "--user", "x"]), false).is_err());
+        assert!(parse(&args(&["rshell", "--check", "--json"]), false).is_err());
         assert!(parse(&args(&["rshell", "--test"]), false).is_err());
+    }
+
+    #[test]
+    fn admin_options_come_in_any_order() {
+        let want = Mode::Test {
+            command: "rsync --server . x".into(),
+            user: Some("u".into()),
+            from: Some("10.0.0.1".into()),
+            key: Some(KeyFlags {
+                access: Some(Access::ReadOnly),
+                dir: Some("/srv".into()),
+                ..Default::default()
+            }),
+            config: Some("/etc/f.toml".into()),
+            json: true,
+        };
+        for argv in [
+            &[
+                "rshell",
+                "--test",
+                "rsync --server . x",
+                "--user",
+                "u",
+                "--config",
+                "/etc/f.toml",
+                "--from",
+                "10.0.0.1",
+                "--key",
+                "-ro /srv",
+                "--json",
+            ][..],
+            &[
+                "rshell",
+                "--config",
+                "/etc/f.toml",
+                "--json",
+                "--key",
+                "-ro /srv",
+                "--test",
+                "rsync --server . x",
+                "--from",
+                "10.0.0.1",
+                "--user",
+                "u",
+            ],
+            &[
+                "rshell",
+                "--config=/etc/f.toml",
+                "--user=u",
+                "--test=rsync --server . x",
+                "--from=10.0.0.1",
+                "--key=-ro /srv",
+                "--json",
+            ],
+        ] {
+            assert_eq!(parse(&args(argv), false).unwrap(), want, "{argv:?}");
+        }
+        let policy = Mode::Policy {
+            user: Some("u".into()),
+            config: Some("/f".into()),
+        };
+        assert_eq!(
+            parse(
+                &args(&["rshell", "--user", "u", "--config", "/f", "--policy"]),
+                false
+            )
+            .unwrap(),
+            policy
+        );
+        let check = Mode::Check {
+            config: Some("/f".into()),
+            strict: true,
+            sshd_config: Some("/etc/ssh/sshd_config".into()),
+            user: Some("u".into()),
+        };
+        assert_eq!(
+            parse(
+                &args(&[
+                    "rshell",
+                    "--strict",
+                    "--sshd-config",
+                    "/etc/ssh/sshd_config",
+                    "--config",
+                    "/f",
+                    "--user",
+                    "u",
+                    "--check"
+                ]),
+                false
+            )
+            .unwrap(),
+            check
+        );
+        assert_eq!(
+            parse(&args(&["rshell", "--config", "/f", "--help"]), false).unwrap(),
+            Mode::Help
+        );
+        assert_eq!(
+            parse(&args(&["rshell", "-V"]), false).unwrap(),
+            Mode::Version
+        );
+    }
+
+    #[test]
+    fn admin_usage_mistakes_are_named() {
+        for (argv, needle) in [
+            (
+                &["rshell", "--test", "x", "--policy"][..],
+                "exclude each other",
+            ),
+            (
+                &["rshell", "--policy", "--json"],
+                "--json is an option of --test",
+            ),
+            (
+                &["rshell", "--test", "x", "--strict"],
+                "--strict is an option of --check",
+            ),
+            (
+                &["rshell", "--test", "x", "--user", "a", "--user", "b"],
+                "given twice",
+            ),
+            (
+                &["rshell", "--test", "--user", "u"],
+                "--test needs a value, got the option --user",
+            ),
+            (
+                &["rshell", "--policy", "--bogus"],
+                "unknown argument --bogus",
+            ),
+            (
+                &["rshell", "--user", "u", "--config", "/f"],
+                "unknown flag --user",
+            ),
+        ] {
+            let e = parse(&args(argv), false).unwrap_err().to_string();
+            assert!(e.contains(needle), "{argv:?}: {e}");
+        }
+        // A forced key's own flags still parse when no admin mode is named.
+        assert!(matches!(
+            parse(&args(&["rshell", "--config", "/f", "-ro", "/srv"]), true).unwrap(),
+            Mode::Standalone { key } if key.config.as_deref() == Some(Path::new("/f"))
+        ));
     }
 }

@@ -411,12 +411,13 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
     };
     match mode {
         Mode::Help => {
-            // Help goes to stderr: stdout may be an rsync protocol channel.
-            eprint!("{}", cli::HELP);
+            // Admin modes print to stdout (`rshell --help | less`). No client reaches them:
+            // the nested form (`-c 'rshell ...'`) takes key flags only.
+            print!("{}", cli::HELP);
             0
         }
         Mode::Version => {
-            eprintln!("rshell {}", env!("CARGO_PKG_VERSION"));
+            println!("rshell {}", env!("CARGO_PKG_VERSION"));
             0
         }
         Mode::Test {
@@ -435,7 +436,8 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
             json,
         ),
         Mode::Policy { user, config } => report::policy(user.as_deref(), config.as_deref()),
-        Mode::Check { config, strict } => lint::check(config.as_deref(), strict),
+        // `--sshd-config` and `--user` are parsed (see cli::Mode::Check) for lint::check.
+        Mode::Check { config, strict, .. } => lint::check(config.as_deref(), strict),
         Mode::Interactive => serve(Form::Login, None, None, &ctx),
         Mode::LoginShell { command } => serve(Form::Login, None, Some(command), &ctx),
         Mode::Nested { key } => serve(Form::Nested, Some(&key), ctx.original_command.clone(), &ctx),
@@ -542,7 +544,9 @@ fn refuse(record: &mut log::Decision, reason: &str, code: i32) -> i32 {
     record.allowed = false;
     record.reason = reason.to_string();
     log::send(&record.line(), true);
-    eprintln!("rshell: denied: {}", log::escape(reason, 1024));
+    // The client reads this line on a terminal: controls and invisible characters are
+    // escaped, quotes are not (`\"` would only be noise outside a quoted log field).
+    eprintln!("rshell: denied: {}", log::escape_for_terminal(reason, 1024));
     code
 }
 

@@ -38,6 +38,29 @@ pub fn escape(text: &str, cap: usize) -> String {
 ///
 /// Escapes are never split by the cap.
 pub fn escape_bytes(bytes: &[u8], cap: usize) -> String {
+    escape_core(bytes, cap, Quoting::Record)
+}
+
+/// Escape text for a line a person reads on a terminal (a client's `rshell: denied:`
+/// line, `rshell --test`): ASCII controls (ESC among them), invalid UTF-8 and the
+/// characters [`hidden`] lists are escaped exactly as in a log record, so no byte can
+/// move the cursor, recolour or reorder the line; `"` and `\` stay as they are, because
+/// the line is not a quoted field and `\"` would only be noise. At most `cap` bytes of
+/// escaped text, then [`TRUNCATED`].
+pub fn escape_for_terminal(text: &str, cap: usize) -> String {
+    escape_core(text.as_bytes(), cap, Quoting::Terminal)
+}
+
+/// Whether `"` and `\` are escaped: a record quotes its fields, a terminal line does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    Record,
+    Terminal,
+}
+
+/// The one escaping core of [`escape_bytes`] and [`escape_for_terminal`].
+fn escape_core(bytes: &[u8], cap: usize, quoting: Quoting) -> String {
+    let record = quoting == Quoting::Record;
     let mut out = String::with_capacity(bytes.len().min(cap) + TRUNCATED.len());
     let mut piece = String::with_capacity(12);
     for chunk in bytes.utf8_chunks() {
@@ -46,8 +69,8 @@ pub fn escape_bytes(bytes: &[u8], cap: usize) -> String {
         for item in valid.chain(invalid) {
             piece.clear();
             match item {
-                Ok('\\') => piece.push_str("\\\\"),
-                Ok('"') => piece.push_str("\\\""),
+                Ok('\\') if record => piece.push_str("\\\\"),
+                Ok('"') if record => piece.push_str("\\\""),
                 Ok(c) if c.is_ascii_control() => {
                     let _ = write!(piece, "\\x{:02x}", c as u32);
                 }
@@ -475,6 +498,24 @@ mod tests {
                     .all(|c| (c.is_ascii() && !c.is_ascii_control()) || (!c.is_ascii() && !hidden(c))));
             }
         }
+    }
+
+    #[test]
+    fn a_terminal_line_escapes_controls_and_hidden_characters_but_not_quotes() {
+        let reason = "option \"--log-file=/x\" in C:\\dir \u{1b}[31mred\u{202e}txt\r";
+        assert_eq!(
+            escape_for_terminal(reason, 1024),
+            "option \"--log-file=/x\" in C:\\dir \\x1b[31mred\\u{202e}txt\\x0d"
+        );
+        // The same core as a record: only quoting differs.
+        assert_eq!(
+            escape(reason, 1024),
+            "option \\\"--log-file=/x\\\" in C:\\\\dir \\x1b[31mred\\u{202e}txt\\x0d"
+        );
+        assert_eq!(
+            escape_for_terminal("\u{1b}\u{1b}", 5),
+            format!("\\x1b{TRUNCATED}")
+        );
     }
 
     #[test]

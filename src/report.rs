@@ -1,6 +1,7 @@
-//! The admin's views (design §2): `--test` prints the decision a real run would make,
-//! with the section each setting came from and the exact exec plan; `--policy` prints
-//! the merged policy. Never execs, never logs to syslog.
+//! The admin's views: `--test` prints the decision a real run would make, with the
+//! section each setting came from and the exact exec plan; `--policy` prints the merged
+//! policy. Never execs, never logs to syslog. Everything goes to stdout (these modes are
+//! run by an admin at a terminal or in a script; no client can reach them).
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use serde_json::json;
 
 use crate::cli::KeyFlags;
 use crate::command::quote;
+use crate::log::escape_for_terminal;
 use crate::policy::{self, Config, ConfigError, Policy};
 use crate::sys::{self, Account};
 use crate::{evaluate, Evaluation, Failure, Form, Input, EXIT_CONFIG, EXIT_DENIED, EXIT_USAGE};
@@ -25,6 +27,44 @@ fn account_for(user: Option<&str>) -> Result<Account, String> {
     }
 }
 
+/// A line for a person at a terminal: no control or invisible character of a file name,
+/// path or command gets through raw (ESC sequences, bidi overrides).
+/// A reader that stops early (`rshell --policy | head`) is not an error.
+fn say(line: &str) {
+    write_line(&escape_for_terminal(line, usize::MAX));
+}
+
+fn write_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// With an explicit `--config`, a dry run reads the files even when a real run would
+/// refuse them (ownership, mode), so that a config can be tried before it is installed;
+/// the lines that say so, each naming the file and the reason.
+fn dry_run_config(config: Option<&Path>) -> Vec<String> {
+    let Some(path) = config else {
+        return Vec::new();
+    };
+    policy::dry_run_reads_untrusted(path);
+    policy::trust_problems(path)
+        .iter()
+        .map(|e| {
+            format!(
+                "warning: a real run refuses {e}; this dry run evaluates it anyway (install it owned by root and writable only by root, e.g. `sudo install -m 644 FILE /etc/rshell.toml`)"
+            )
+        })
+        .collect()
+}
+
+/// `section: [users.alice] (/etc/rshell.d/10-alice.toml)`: the section and its file.
+fn section_line(p: &Policy) -> String {
+    match p.origins.iter().find(|(s, _)| *s == p.section) {
+        Some((s, file)) => format!("{s} ({})", file.display()),
+        None => p.section.to_string(),
+    }
+}
+
 /// `rshell --test CMD ...`: exit 0 allowed, 1 denied, 64 usage, 78 config.
 pub fn test(
     command: &str,
@@ -34,10 +74,16 @@ pub fn test(
     config: Option<&Path>,
     json: bool,
 ) -> i32 {
+    let refused = dry_run_config(config);
+    if !json {
+        for line in &refused {
+            say(line);
+        }
+    }
     let account = match account_for(user) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("rshell: {e}");
+            say(&format!("rshell: {e}"));
             return EXIT_USAGE;
         }
     };
@@ -45,16 +91,19 @@ pub fn test(
         None => None,
         Some(Ok(ip)) => Some(ip),
         Some(Err(_)) => {
-            eprintln!(
+            say(&format!(
                 "rshell: --from needs an IP address, got {:?}",
                 from.unwrap_or_default()
-            );
+            ));
             return EXIT_USAGE;
         }
     };
     if user.is_some() && sys::current_uid() == 0 && account.uid != 0 {
         if let Err(e) = sys::assume_fs_identity(&account) {
-            eprintln!("rshell: cannot check paths as {}: {e}", account.name);
+            say(&format!(
+                "rshell: cannot check paths as {}: {e}",
+                account.name
+            ));
             return crate::EXIT_SYSTEM;
         }
     }
@@ -78,9 +127,13 @@ pub fn test(
         Err(Failure::Config(_)) => EXIT_CONFIG,
     };
     if json {
-        println!("{}", to_json(&input, &evaluation));
+        let mut v = to_json(&input, &evaluation);
+        v["refused_by_a_real_run"] = json!(refused);
+        write_line(&v.to_string());
     } else {
-        print!("{}", to_text(&input, &evaluation));
+        for line in to_text(&input, &evaluation) {
+            say(&line);
+        }
     }
     code
 }
@@ -97,47 +150,49 @@ fn verdict_and_reason(e: &Evaluation) -> (&'static str, String) {
     }
 }
 
-fn to_text(input: &Input, e: &Evaluation) -> String {
+/// The text report, one line per entry; each is escaped for the terminal as a whole, so
+/// a newline inside a file name cannot start a line of its own.
+fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
     let (verdict, reason) = verdict_and_reason(e);
-    let mut out = String::new();
-    out += &format!("verdict: {verdict}\n");
-    out += &format!("reason: {reason}\n");
-    out += &format!(
-        "user: {} (uid {}, groups {})\n",
+    let mut out = Vec::new();
+    out.push(format!("verdict: {verdict}"));
+    out.push(format!("reason: {reason}"));
+    out.push(format!(
+        "user: {} (uid {}, groups {})",
         input.account.name,
         input.account.uid,
         input.account.groups.join(",")
-    );
-    out += &format!(
-        "client: {}\n",
+    ));
+    out.push(format!(
+        "client: {}",
         input.client.map_or("-".to_string(), |c| c.to_string())
-    );
-    out += &format!("form: {}\n", input.form.name());
+    ));
+    out.push(format!("form: {}", input.form.name()));
     if let Some(p) = &e.policy {
-        out += &format!("section: {}\n", p.section);
-        out += "policy:\n";
+        out.push(format!("section: {}", section_line(p)));
+        out.push("policy:".to_string());
         for (k, v, src) in p.rows() {
-            out += &format!("  {k} = {v}  ({src})\n");
+            out.push(format!("  {k} = {v}  ({src})"));
         }
     }
     if let Ok(plan) = &e.outcome {
         let argv: Vec<String> = plan.argv.iter().map(|a| quote(a)).collect();
-        out += &format!("exec: {}\n", plan.program.display());
-        out += &format!("argv: {}\n", argv.join(" "));
+        out.push(format!("exec: {}", plan.program.display()));
+        out.push(format!("argv: {}", argv.join(" ")));
         let shown: Vec<String> = plan.shown_argv().iter().map(|a| quote(a)).collect();
-        out += &format!("argv (pins as <path>): {}\n", shown.join(" "));
+        out.push(format!("argv (pins as <path>): {}", shown.join(" ")));
         let env: Vec<String> = plan
             .env
             .iter()
             .map(|(k, v)| format!("{k}={}", quote(v)))
             .collect();
-        out += &format!("env: {}\n", env.join(" "));
-        out += &format!(
-            "cwd: {} (the opened root descriptor)\n",
+        out.push(format!("env: {}", env.join(" ")));
+        out.push(format!(
+            "cwd: {} (the opened root descriptor)",
             plan.root.path.display()
-        );
-        out += &format!("umask: {:04o}\n", plan.umask);
-        out += &format!("lock: {}\n", lock_text(plan));
+        ));
+        out.push(format!("umask: {:04o}", plan.umask));
+        out.push(format!("lock: {}", lock_text(plan)));
         for pin in &plan.pins {
             let when = match &pin.prepare {
                 crate::resolve::Prepare::Nothing => String::new(),
@@ -148,23 +203,27 @@ fn to_text(input: &Input, e: &Evaluation) -> String {
                     " (missing: an empty unnamed directory at run time)".to_string()
                 }
             };
-            out += &format!("pin: {} = {}{when}\n", pin.word(""), quote(&pin.shown));
+            out.push(format!(
+                "pin: {} = {}{when}",
+                pin.word(""),
+                quote(&pin.shown)
+            ));
         }
-        out += &format!(
-            "outcome record: {}\n",
+        out.push(format!(
+            "outcome record: {}",
             if plan.log_outcome {
                 "yes (fork and wait)"
             } else {
                 "no (exec in place)"
             }
-        );
-        out += &format!(
-            "confine: {} -> {}\n",
+        ));
+        out.push(format!(
+            "confine: {} -> {}",
             plan.confine,
             crate::predicted_landlock(plan)
-        );
+        ));
         for rule in plan.ruleset.describe() {
-            out += &format!("  {rule}\n");
+            out.push(format!("  {rule}"));
         }
     }
     out
@@ -221,49 +280,119 @@ fn to_json(input: &Input, e: &Evaluation) -> serde_json::Value {
         "client": input.client.map(|c| c.to_string()),
         "form": input.form.name(),
         "section": e.policy.as_ref().map(|p| p.section.to_string()),
+        "section_file": e.policy.as_ref().and_then(|p| {
+            p.origins.iter().find(|(s, _)| *s == p.section).map(|(_, f)| f.clone())
+        }),
         "policy": policy,
         "plan": plan,
     })
 }
 
-/// `rshell --policy [--user U] [--config F]`.
+/// `rshell --policy [--user U] [--config F]`. A user with a `[users.U]` section but no
+/// account yet (created after the policy is written) is shown too: without an account
+/// the groups are unknown, and `~` in the root has no home to expand to.
 pub fn policy(user: Option<&str>, config: Option<&Path>) -> i32 {
-    let account = match account_for(user) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("rshell: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    for line in dry_run_config(config) {
+        say(&line);
+    }
     let path = config.unwrap_or(Path::new(policy::DEFAULT_CONFIG));
-    let policy: Policy = match Config::load(path)
-        .and_then(|c| c.policy_for(&account.name, &account.groups))
-    {
-        Ok(p) => p,
+    let account = match user {
+        Some(name) => match sys::account_by_name(name) {
+            Ok(a) => a,
+            Err(e) => {
+                say(&format!("rshell: {e}"));
+                return EXIT_USAGE;
+            }
+        },
+        None => match sys::current_account() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                say(&format!("rshell: {e}"));
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
         Err(e @ ConfigError::Missing(_)) => {
-            eprintln!("rshell: {e} (login-shell requests are all denied; forced keys use the built-in defaults)");
+            say(&format!("rshell: {e} (login-shell requests are all denied; forced keys use the built-in defaults)"));
             return EXIT_CONFIG;
         }
         Err(e) => {
-            eprintln!("rshell: {e}");
+            say(&format!("rshell: {e}"));
             return EXIT_CONFIG;
         }
     };
-    println!(
-        "user: {} (uid {}, groups {})",
-        account.name,
-        account.uid,
-        account.groups.join(",")
-    );
-    println!("config: {}", path.display());
+    let (name, groups) = match &account {
+        Some(a) => (a.name.as_str(), a.groups.as_slice()),
+        None => {
+            let name = user.unwrap_or_default();
+            if !cfg.users.contains_key(name) {
+                say(&format!(
+                    "rshell: no such user: {name} (and no [users.{name}] section in {})",
+                    path.display()
+                ));
+                return EXIT_USAGE;
+            }
+            (name, &[][..])
+        }
+    };
+    let policy = match cfg.policy_for(name, groups) {
+        Ok(p) => p,
+        Err(e) => {
+            say(&format!("rshell: {e}"));
+            return EXIT_CONFIG;
+        }
+    };
+    match &account {
+        Some(a) => say(&format!(
+            "user: {} (uid {}, groups {})",
+            a.name,
+            a.uid,
+            a.groups.join(",")
+        )),
+        None => say(&format!(
+            "user: {name} (no such account yet: its groups are unknown, so no [groups.*] section is applied below)"
+        )),
+    }
+    let dropins = cfg.files.len() - 1;
+    say(&format!(
+        "config: {}{}",
+        path.display(),
+        if dropins > 0 {
+            format!(
+                " + {dropins} drop-in{} in {}",
+                if dropins == 1 { "" } else { "s" },
+                policy::dropin_dir(path).display()
+            )
+        } else {
+            String::new()
+        }
+    ));
     if !policy.configured {
-        println!("note: no section applies to this user: login-shell requests are denied");
+        say("note: no section applies to this user: login-shell requests are denied");
     }
-    let root = policy::expand_root(&policy.settings.root, &account.name, &account.home);
+    for (section, file) in &policy.origins {
+        say(&format!("section: {section} ({})", file.display()));
+    }
     for (k, v, src) in policy.rows() {
-        println!("{k} = {v}  ({src})");
+        say(&format!("{k} = {v}  ({src})"));
     }
-    println!("root expands to: {}", root.display());
+    let template = &policy.settings.root;
+    match &account {
+        Some(a) => say(&format!(
+            "root expands to: {}",
+            policy::expand_root(template, &a.name, &a.home).display()
+        )),
+        None if template == "~" || template.starts_with("~/") => say(&format!(
+            "root expands to: {} (unexpanded: `~` is the home directory of {name}, which has no account yet)",
+            template.replace("%u", name)
+        )),
+        None => say(&format!(
+            "root expands to: {}",
+            policy::expand_root(template, name, Path::new("/")).display()
+        )),
+    }
     if policy.configured {
         0
     } else {

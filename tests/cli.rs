@@ -208,11 +208,9 @@ fn config_errors_and_usage_errors_have_their_exit_codes() {
     assert_eq!(out.status.code(), Some(64));
     let out = rshell(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        out.stdout.is_empty(),
-        "help goes to stderr: stdout may be a protocol channel"
-    );
-    assert!(text(&out).contains("--check"));
+    // Admin output goes to stdout (`rshell --help | less`); no client reaches --help.
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--check"));
 }
 
 #[test]
@@ -360,4 +358,460 @@ fn test_mode_run_as_root_checks_paths_with_the_named_users_permissions() {
     let out = rshell(&["--test", cmd, "--user", "nobody", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("permission denied"), "{}", text(&out));
+}
+
+// ---- admin habits, dry runs, drop-ins -----------------------------------------------
+
+/// A root-owned 0755 directory `/rshell-test-<pid>-<n>`, removed on drop. A trusted
+/// config cannot live under /tmp: everyone may write there.
+struct Trusted(std::path::PathBuf);
+
+impl Trusted {
+    fn new() -> Trusted {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::path::PathBuf::from(format!("/rshell-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.join("root")).unwrap();
+        Trusted(dir)
+    }
+
+    fn root(&self) -> String {
+        self.0.join("root").display().to_string()
+    }
+
+    /// Write `rel` (0644, parents 0755); its path.
+    fn write(&self, rel: &str, text: &str) -> String {
+        let path = self.0.join(rel);
+        let dir = path.parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path.display().to_string()
+    }
+
+    /// The main config `rshell.toml` with `[defaults]` rooted in `root/`.
+    fn main_config(&self, extra: &str) -> String {
+        self.write(
+            "rshell.toml",
+            &format!(
+                "version = 1\n[defaults]\nroot = \"{}\"\n{extra}",
+                self.root()
+            ),
+        )
+    }
+}
+
+impl Drop for Trusted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A real run in standalone forced-key form: `rshell --config F DIR` with the client's
+/// command in SSH_ORIGINAL_COMMAND.
+fn forced(config: &str, dir: &str, command: &str) -> Output {
+    Command::new(common::binary())
+        .args(["--config", config, dir])
+        .env_clear()
+        .env("SSH_ORIGINAL_COMMAND", command)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . ./";
+
+#[test]
+fn admin_options_are_accepted_in_any_order() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config("");
+    let expected = rshell(&["--test", PULL, "--user", "root", "--config", &cfg]);
+    assert_eq!(expected.status.code(), Some(0), "{}", text(&expected));
+    for argv in [
+        &["--config", &cfg, "--test", PULL, "--user", "root"][..],
+        &["--user", "root", "--config", &cfg, "--test", PULL],
+        &[
+            "--config=".to_string() + &cfg,
+            "--test=".to_string() + PULL,
+            "--user=root".into(),
+        ]
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    ] {
+        let out = rshell(argv);
+        assert_eq!(out.status.code(), Some(0), "{argv:?}: {}", text(&out));
+        assert_eq!(out.stdout, expected.stdout, "{argv:?}");
+    }
+    let out = rshell(&[
+        "--config", &cfg, "--test", PULL, "--user", "root", "--json", "--from", "10.0.0.1",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["client"], "10.0.0.1");
+    let out = rshell(&["--user", "root", "--config", &cfg, "--policy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = rshell(&["--strict", "--config", &cfg, "--check"]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(stdout(&out).contains("rshell --check:"), "{}", text(&out));
+    // Misplaced options are named.
+    let out = rshell(&["--config", &cfg, "--policy", "--json"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out).contains("--json is an option of --test"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn admin_modes_print_to_stdout() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config("");
+    for argv in [
+        &["--help"][..],
+        &["--version"],
+        &["--policy", "--user", "root", "--config", &cfg],
+        &["--test", PULL, "--user", "root", "--config", &cfg],
+        &["--check", "--config", &cfg],
+    ] {
+        let out = rshell(argv);
+        assert!(!out.stdout.is_empty(), "{argv:?}: {}", text(&out));
+        assert!(
+            out.stderr.is_empty(),
+            "{argv:?} wrote to stderr: {}",
+            text(&out)
+        );
+    }
+    // A client's refusal still goes to stderr, and only there.
+    let out = forced(&cfg, &t.root(), "rsync --server --log-file=/x . ./");
+    assert_eq!(out.status.code(), Some(77));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("rshell: denied: "));
+}
+
+#[test]
+fn a_dry_run_evaluates_a_config_root_does_not_own_and_says_so_first() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config("");
+    for (owner, mode, why) in [
+        (65534, 0o644, "must be owned by root (owner uid is 65534)"),
+        (0, 0o664, "must not be group- or world-writable (mode 0664)"),
+    ] {
+        std::os::unix::fs::chown(&cfg, Some(owner), None).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = rshell(&["--test", PULL, "--user", "root", "--config", &cfg]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let first = stdout(&out).lines().next().unwrap_or_default().to_string();
+        assert!(
+            first.starts_with(&format!("warning: a real run refuses {cfg}: {why}")),
+            "{first}"
+        );
+        assert!(first.contains("sudo install -m 644"), "{first}");
+        assert!(stdout(&out).contains("verdict: allow"), "{}", text(&out));
+        let out = rshell(&["--policy", "--user", "root", "--config", &cfg]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            stdout(&out).starts_with("warning: a real run refuses"),
+            "{}",
+            text(&out)
+        );
+        let out = rshell(&["--test", PULL, "--user", "root", "--config", &cfg, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            v["refused_by_a_real_run"][0]
+                .as_str()
+                .unwrap()
+                .contains(why),
+            "{v}"
+        );
+        // The real paths keep refusing it.
+        let out = forced(&cfg, &t.root(), PULL);
+        assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+        assert!(text(&out).contains(why), "{}", text(&out));
+        let out = rshell(&["--check", "--config", &cfg]);
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    }
+}
+
+#[test]
+fn policy_shows_a_configured_user_that_has_no_account_yet() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config(
+        "[users.rshell-test-no-account]\nroot = \"~/backup/%u\"\naccess = \"write-only\"\n",
+    );
+    let out = rshell(&[
+        "--policy",
+        "--user",
+        "rshell-test-no-account",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let o = stdout(&out);
+    assert!(
+        o.contains("no such account yet: its groups are unknown"),
+        "{o}"
+    );
+    assert!(
+        o.contains("access = write-only  ([users.rshell-test-no-account])"),
+        "{o}"
+    );
+    assert!(
+        o.contains("root expands to: ~/backup/rshell-test-no-account (unexpanded"),
+        "{o}"
+    );
+    let out = rshell(&[
+        "--policy",
+        "--user",
+        "rshell-test-nobody-at-all",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        text(&out).contains("no [users.rshell-test-nobody-at-all] section"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_client_refusal_shows_quotes_as_they_are_and_escapes_controls() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config("");
+    let out = forced(&cfg, &t.root(), "rsync --server --sender . '../a\"b'");
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The reason quotes the word; the line shows that quote as is, not as `\"`.
+    assert!(err.starts_with("rshell: denied: \"../a"), "{err}");
+    let out = forced(
+        &cfg,
+        &t.root(),
+        "rsync --server --sender . '../\u{1b}[2J\u{202e}x'",
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn test_mode_escapes_control_and_format_characters_of_file_names() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    // A root whose name holds ESC and a right-to-left override: it shows up in the
+    // policy rows, the argv, the working directory and the Landlock rules.
+    let name = "evil\u{1b}[31m\u{202e}txt\nfake: line";
+    std::fs::create_dir(t.0.join(name)).unwrap();
+    let cfg = t.write(
+        "rshell.toml",
+        &format!(
+            "version = 1\n[defaults]\nroot = \"{}/evil\\u001b[31m\\u202etxt\\nfake: line\"\n",
+            t.0.display()
+        ),
+    );
+    let out = rshell(&["--test", PULL, "--user", "root", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let o = stdout(&out);
+    assert!(!o.contains('\u{1b}') && !o.contains('\u{202e}'), "{o:?}");
+    assert!(o.contains("cwd: /rshell-test-"), "{o}");
+    assert!(
+        o.contains("/evil\\x1b[31m\\u{202e}txt\\x0afake: line (the opened root"),
+        "{o}"
+    );
+    assert!(!o.lines().any(|l| l.starts_with("fake")), "{o}");
+    let out = rshell(&["--policy", "--user", "root", "--config", &cfg]);
+    let o = stdout(&out);
+    assert!(
+        !o.contains('\u{1b}') && o.contains("evil\\x1b[31m"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn drop_ins_merge_in_name_order_and_only_toml_files_count() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config("");
+    t.write(
+        "rshell.d/20-root.toml",
+        "version = 1\n[users.root]\naccess = \"read-only\"\n",
+    );
+    t.write(
+        "rshell.d/10-groups.toml",
+        "version = 1\n[groups.root]\ndelete = false\n",
+    );
+    // Not drop-ins: a dotfile, editor and package-manager leftovers (all invalid).
+    for junk in [
+        ".20-root.toml",
+        "20-root.toml~",
+        "20-root.toml.dpkg-dist",
+        "#20-root.toml#",
+        "README",
+    ] {
+        t.write(&format!("rshell.d/{junk}"), "this is not TOML [");
+    }
+    let out = rshell(&["--policy", "--user", "root", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let o = stdout(&out);
+    let d = t.0.join("rshell.d").display().to_string();
+    assert!(
+        o.contains(&format!("config: {cfg} + 2 drop-ins in {d}")),
+        "{o}"
+    );
+    assert!(
+        o.contains(&format!("section: [users.root] ({d}/20-root.toml)")),
+        "{o}"
+    );
+    assert!(
+        o.contains(&format!("section: [groups.root] ({d}/10-groups.toml)")),
+        "{o}"
+    );
+    assert!(o.contains("access = read-only  ([users.root])"), "{o}");
+    assert!(o.contains("delete = false  ([groups.root])"), "{o}");
+    let out = rshell(&["--test", PULL, "--user", "root", "--config", &cfg]);
+    assert!(
+        stdout(&out).contains(&format!("section: [users.root] ({d}/20-root.toml)")),
+        "{}",
+        text(&out)
+    );
+    // The real run reads them too.
+    let out = forced(&cfg, &t.root(), "rsync --server -logDtpre.iLsfxCIvu . ./");
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+}
+
+#[test]
+fn any_error_in_any_drop_in_denies_everything() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config("");
+    let d = t.0.join("rshell.d").display().to_string();
+    for (file, body, needle) in [
+        (
+            "30-x.toml",
+            "version = 1\n[users.x]\nacess = \"read-only\"\n",
+            "30-x.toml:3:1: unknown field `acess`",
+        ),
+        (
+            "30-x.toml",
+            "[users.x]\n",
+            "30-x.toml:1:1: `version = 1` is missing",
+        ),
+        ("30-x.toml", "version = 1\n[users.x\n", "30-x.toml:2:"),
+        (
+            "30-x.toml",
+            "version = 1\n[defaults]\nlock = false\n",
+            "30-x.toml:2:2: [defaults] is already defined at",
+        ),
+    ] {
+        t.write(&format!("rshell.d/{file}"), body);
+        for out in [
+            rshell(&["--test", PULL, "--user", "root", "--config", &cfg]),
+            forced(&cfg, &t.root(), PULL),
+        ] {
+            assert_eq!(out.status.code(), Some(78), "{body}: {}", text(&out));
+            assert!(
+                text(&out).contains(&format!("{d}/{needle}")),
+                "{body}: {}",
+                text(&out)
+            );
+        }
+        std::fs::remove_file(format!("{d}/{file}")).unwrap();
+    }
+    // One section in two files: both files are named.
+    t.write(
+        "rshell.d/10-a.toml",
+        "version = 1\n[users.root]\nlock = false\n",
+    );
+    t.write(
+        "rshell.d/20-b.toml",
+        "version = 1\n\n[users.root]\nmunge_links = true\n",
+    );
+    let out = rshell(&["--policy", "--user", "root", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "{d}/20-b.toml:3:8: [users.root] is already defined at {d}/10-a.toml:2:8"
+        )),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn drop_ins_follow_the_trust_rules() {
+    if !is_root() {
+        return;
+    }
+    let t = Trusted::new();
+    let cfg = t.main_config("");
+    let drop_in = t.write(
+        "rshell.d/10-root.toml",
+        "version = 1\n[users.root]\naccess = \"read-only\"\n",
+    );
+    let d = t.0.join("rshell.d");
+    // A directory others can write: anyone could add policy.
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = forced(&cfg, &t.root(), PULL);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains("the drop-in directory must not be group- or world-writable"),
+        "{}",
+        text(&out)
+    );
+    let out = rshell(&["--test", PULL, "--user", "root", "--config", &cfg]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the dry run evaluates it: {}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).starts_with(&format!("warning: a real run refuses {}", d.display())),
+        "{}",
+        text(&out)
+    );
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A drop-in root does not own.
+    std::os::unix::fs::chown(&drop_in, Some(65534), None).unwrap();
+    let out = forced(&cfg, &t.root(), PULL);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{drop_in}: must be owned by root")),
+        "{}",
+        text(&out)
+    );
+    // No drop-in directory at all is fine.
+    std::fs::remove_dir_all(&d).unwrap();
+    let out = forced(&cfg, &t.root(), PULL);
+    assert_ne!(out.status.code(), Some(78), "{}", text(&out));
 }

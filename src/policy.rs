@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use std::os::unix::ffi::OsStrExt;
@@ -1352,8 +1353,7 @@ fn common_key(a: &Layer, b: &Layer) -> Option<&'static str> {
     None
 }
 
-/// The trusted-file checks live in `trust` (declared here so that no other module's
-/// declarations change; callers keep using the two functions below).
+/// The trusted-file checks live in `trust`; callers keep using the two functions below.
 use crate::trust;
 
 /// Read a file that must be owned by root and not writable by group or others, in

@@ -511,7 +511,11 @@ fn a_dry_run_evaluates_a_config_root_does_not_own_and_says_so_first() {
     let cfg = t.main_config("");
     for (owner, mode, why) in [
         (65534, 0o644, "must be owned by root (owner uid is 65534)"),
-        (0, 0o664, "must not be group- or world-writable (mode 0664)"),
+        (
+            0,
+            0o664,
+            "must not be group- or world-writable (it is group-writable, mode 0664)",
+        ),
     ] {
         std::os::unix::fs::chown(&cfg, Some(owner), None).unwrap();
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -948,7 +948,7 @@ fn f6_a_backup_dir_through_a_symlink_the_same_push_plants_stays_inside() {
         let out = site.rsync(&[], &["-rlb", "--backup-dir=a/..", "tree/", "x:dest/"]);
         assert_denied(
             &out,
-            "--backup-dir: \\\"a/..\\\": `..` after a name that does not exist yet",
+            "--backup-dir: \"a/..\": `..` after a name that does not exist yet",
             name,
         );
         assert_eq!(read(&site.root.join("dest/f.txt")), "old\n", "{name}");
@@ -1043,7 +1043,7 @@ fn f7_a_basis_dir_from_a_misjudged_destination_base_is_refused() {
         let out = site.rsync(&[], &args);
         assert_denied(
             &out,
-            "--copy-dest: \\\"../..\\\": `..` after a name that does not exist yet",
+            "--copy-dest: \"../..\": `..` after a name that does not exist yet",
             name,
         );
         assert!(!site.root.join("dir/SIBLING.txt").exists(), "{name}");

@@ -437,7 +437,18 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
         ),
         Mode::Policy { user, config } => report::policy(user.as_deref(), config.as_deref()),
         // `--sshd-config` and `--user` are parsed (see cli::Mode::Check) for lint::check.
-        Mode::Check { config, strict, .. } => lint::check(config.as_deref(), strict),
+        Mode::Check {
+            config,
+            strict,
+            sshd_config,
+            user,
+        } => lint::check_with(&lint::CheckOptions {
+            config,
+            strict,
+            sshd_config,
+            user,
+            pam_dir: None,
+        }),
         Mode::Interactive => serve(Form::Login, None, None, &ctx),
         Mode::LoginShell { command } => serve(Form::Login, None, Some(command), &ctx),
         Mode::Nested { key } => serve(Form::Nested, Some(&key), ctx.original_command.clone(), &ctx),
@@ -534,7 +545,17 @@ fn serve(form: Form, key: Option<&KeyFlags>, command: Option<OsString>, ctx: &Ss
             record.landlock = predicted_landlock(&plan);
             // The vetted paths in full (the command above is capped).
             record.paths = plan.paths.clone();
-            log::send(&record.line(), false);
+            let require_log = evaluation
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.settings.require_log);
+            if log::send(&record.line(), false) == log::Sink::None && require_log {
+                // The record went nowhere: with require_log nothing runs unrecorded.
+                eprintln!(
+                    "rshell: denied: no log sink takes the record (require_log = true); ask the administrator"
+                );
+                return EXIT_SYSTEM;
+            }
             execute(&plan, &record)
         }
     }

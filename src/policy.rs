@@ -44,6 +44,7 @@ pub const KEYS: &[&str] = &[
     "daemon_config",
     "dangerous_writable_home",
     "timeout",
+    "require_log",
 ];
 
 /// What the user may do under root (`access`).
@@ -126,6 +127,7 @@ pub struct Layer {
     pub daemon_config: Option<String>,
     pub dangerous_writable_home: Option<bool>,
     pub timeout: Option<u64>,
+    pub require_log: Option<bool>,
     /// Where this section was defined; `None` for a forced key's flags.
     pub origin: Option<Origin>,
 }
@@ -160,6 +162,8 @@ pub struct Settings {
     pub dangerous_writable_home: bool,
     /// Seconds without a byte moved before rshell ends the session (0: never).
     pub timeout: u64,
+    /// Refuse every request when no log sink (syslog, journal) takes the record.
+    pub require_log: bool,
 }
 
 /// The default idle timeout: long enough for a slow disk on the client, short enough that
@@ -187,6 +191,7 @@ impl Default for Settings {
             daemon_config: String::new(),
             dangerous_writable_home: false,
             timeout: DEFAULT_TIMEOUT,
+            require_log: false,
         }
     }
 }
@@ -226,6 +231,7 @@ macro_rules! layer_keys {
         $apply!(daemon_config, "daemon_config");
         $apply!(dangerous_writable_home, "dangerous_writable_home");
         $apply!(timeout, "timeout");
+        $apply!(require_log, "require_log");
     };
 }
 
@@ -264,7 +270,7 @@ impl Policy {
     pub fn rows(&self) -> Vec<(&'static str, String, String)> {
         let s = &self.settings;
         let from: Vec<String> = s.from.iter().map(|c| c.to_string()).collect();
-        let values: [(&'static str, String); 17] = [
+        let values: [(&'static str, String); 18] = [
             ("rsync", s.rsync.clone()),
             ("root", s.root.clone()),
             ("access", s.access.to_string()),
@@ -285,6 +291,7 @@ impl Policy {
                 s.dangerous_writable_home.to_string(),
             ),
             ("timeout", s.timeout.to_string()),
+            ("require_log", s.require_log.to_string()),
         ];
         values
             .into_iter()
@@ -1077,6 +1084,7 @@ impl Ctx<'_> {
                 "confine_root" => layer.confine_root = Some(self.boolean(value, name, k)?),
                 "lock" => layer.lock = Some(self.boolean(value, name, k)?),
                 "log_outcome" => layer.log_outcome = Some(self.boolean(value, name, k)?),
+                "require_log" => layer.require_log = Some(self.boolean(value, name, k)?),
                 "daemon" => layer.daemon = Some(self.boolean(value, name, k)?),
                 "dangerous_writable_home" => {
                     layer.dangerous_writable_home = Some(self.boolean(value, name, k)?)

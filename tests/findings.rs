@@ -1492,6 +1492,30 @@ fn f11_without_dev_log_the_client_sees_only_rsyncs_own_output() {
         );
     }
 
+    // require_log = true: with no sink at all (no /dev/log, no journal socket in the
+    // private /dev... the journal lives in /run, so hide it too by a host without one),
+    // nothing runs unrecorded.
+    if !std::path::Path::new("/run/systemd/journal/socket").exists() {
+        let site = Site::new("require_log = true\n");
+        std::fs::write(site.client.join("one.txt"), "one\n").unwrap();
+        std::fs::create_dir(site.root.join("dest")).unwrap();
+        let dev = site.dir.path().join("dev");
+        std::fs::create_dir(&dev).unwrap();
+        for d in ["null", "zero", "urandom"] {
+            std::fs::write(dev.join(d), "").unwrap();
+        }
+        let env = [("PRIVATE_DEV", dev.to_str().unwrap())];
+        let out = site.rsync(&env, &["-a", "one.txt", "x:dest/"]);
+        assert!(
+            !out.status.success(),
+            "require_log ran unrecorded: {}",
+            show(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("require_log"), "{err}");
+        assert!(!site.root.join("dest/one.txt").exists());
+    }
+
     // Twin: plain rsync's client shows nothing on stderr for the same transfer.
     let site = Site::new("");
     std::fs::write(site.client.join("one.txt"), "one\n").unwrap();

@@ -44,6 +44,9 @@ pub enum Mode {
         key: Option<KeyFlags>,
         config: Option<PathBuf>,
         json: bool,
+        /// `--secluded WORDS`: the words a secluded-args client (`rsync -s`, BackupPC)
+        /// writes on standard input, NUL bytes spelled `\0` (`rsync\0.\0/\0\0`).
+        secluded: Option<String>,
     },
     Policy {
         user: Option<String>,
@@ -72,6 +75,7 @@ usage: rshell -c COMMAND                 (login shell: run a vetted rsync server
        rshell [--config F] [-ro|-wo] [-no-del] [-no-overwrite] [-munge] [-no-lock] [DIR]
                                          (ssh forced command; the command is in SSH_ORIGINAL_COMMAND)
        rshell --test COMMAND [--user U] [--from ADDR] [--key 'FLAGS DIR'] [--config F] [--json]
+                    [--secluded 'rsync\\0WORD\\0...\\0\\0']
        rshell --policy [--user U] [--config F]
        rshell --check [--config F] [--strict] [--sshd-config F] [--user U]
        rshell --version | --help
@@ -246,6 +250,7 @@ struct AdminArgs {
     key: Option<KeyFlags>,
     config: Option<PathBuf>,
     sshd_config: Option<PathBuf>,
+    secluded: Option<String>,
     json: bool,
     strict: bool,
 }
@@ -315,6 +320,10 @@ fn admin(words: &[String]) -> Result<Mode, UsageError> {
                 let v = value()?;
                 once(&mut a.sshd_config, PathBuf::from(v), name)?
             }
+            "--secluded" => {
+                let v = value()?;
+                once(&mut a.secluded, v, name)?
+            }
             "--key" => {
                 let text = value()?;
                 let words = crate::command::split(text.as_bytes())
@@ -335,6 +344,7 @@ fn admin(words: &[String]) -> Result<Mode, UsageError> {
         ("--from", a.from.is_some(), "--test"),
         ("--key", a.key.is_some(), "--test"),
         ("--json", a.json, "--test"),
+        ("--secluded", a.secluded.is_some(), "--test"),
         ("--strict", a.strict, "--check"),
         ("--sshd-config", a.sshd_config.is_some(), "--check"),
     ];
@@ -353,6 +363,7 @@ fn admin(words: &[String]) -> Result<Mode, UsageError> {
             key: a.key,
             config: a.config,
             json: a.json,
+            secluded: a.secluded,
         },
         "--policy" => Mode::Policy {
             user: a.user,
@@ -453,6 +464,7 @@ mod tests {
             }),
             config: Some("/etc/f.toml".into()),
             json: true,
+            secluded: None,
         };
         for argv in [
             &[

@@ -427,6 +427,7 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
             key,
             config,
             json,
+            secluded,
         } => report::test(
             &command,
             user.as_deref(),
@@ -434,6 +435,7 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
             key.as_ref(),
             config.as_deref(),
             json,
+            secluded.as_deref(),
         ),
         Mode::Policy { user, config } => report::policy(user.as_deref(), config.as_deref()),
         // `--sshd-config` and `--user` are parsed (see cli::Mode::Check) for lint::check.

@@ -16,6 +16,25 @@ use crate::policy::{self, Config, ConfigError, Policy};
 use crate::sys::{self, Account};
 use crate::{evaluate, Evaluation, Failure, Form, Input, EXIT_CONFIG, EXIT_DENIED, EXIT_USAGE};
 
+/// The words of `--secluded`: `\0`-separated, starting with `rsync`, optionally ending
+/// with the empty terminator.
+fn secluded_words(spelled: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut words: Vec<Vec<u8>> = spelled
+        .split("\\0")
+        .map(|w| w.as_bytes().to_vec())
+        .collect();
+    while words.last().is_some_and(|w| w.is_empty()) {
+        words.pop();
+    }
+    if words.first().map(Vec::as_slice) != Some(&b"rsync"[..]) {
+        return Err(
+            "the words start with `rsync`, separated by \\0 (e.g. 'rsync\\0.\\0/\\0\\0')".into(),
+        );
+    }
+    words.remove(0);
+    Ok(words)
+}
+
 fn account_for(user: Option<&str>) -> Result<Account, String> {
     match user {
         Some(name) => match sys::account_by_name(name) {
@@ -66,6 +85,7 @@ fn section_line(p: &Policy) -> String {
 }
 
 /// `rshell --test CMD ...`: exit 0 allowed, 1 denied, 64 usage, 78 config.
+#[allow(clippy::too_many_arguments)]
 pub fn test(
     command: &str,
     user: Option<&str>,
@@ -73,6 +93,7 @@ pub fn test(
     key: Option<&KeyFlags>,
     config: Option<&Path>,
     json: bool,
+    secluded: Option<&str>,
 ) -> i32 {
     let refused = dry_run_config(config);
     if !json {
@@ -120,7 +141,21 @@ pub fn test(
         client,
         command: command.as_bytes(),
     };
-    let evaluation = evaluate(&input, crate::SecludedWords::Absent);
+    // `--secluded 'rsync\0.\0/\0\0'`: the words as the client writes them, `\0` for NUL;
+    // the leading `rsync` and the empty terminator are what read_words also strips.
+    let words: Option<Vec<Vec<u8>>> = match secluded.map(secluded_words) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
+            say(&format!("rshell: --secluded: {e}"));
+            return EXIT_USAGE;
+        }
+    };
+    let source = match &words {
+        Some(w) => crate::SecludedWords::Given(w),
+        None => crate::SecludedWords::Absent,
+    };
+    let evaluation = evaluate(&input, source);
     let code = match &evaluation.outcome {
         Ok(_) | Err(Failure::Probe) => 0,
         Err(Failure::Denied(_)) => 1,

@@ -819,3 +819,45 @@ fn drop_ins_follow_the_trust_rules() {
     let out = forced(&cfg, &t.root(), PULL);
     assert_ne!(out.status.code(), Some(78), "{}", text(&out));
 }
+
+/// `--test --secluded`: an administrator checks a BackupPC command (secluded arguments)
+/// before deploying it, and hidden options in the words are refused like on a command line.
+#[test]
+fn test_mode_takes_the_secluded_words_of_a_backuppc_command() {
+    if !is_root() {
+        return;
+    }
+    let (_dir, cfg, _root) = setup("");
+    let bpc = "/usr/bin/rsync --server --sender -slHogDtprcxe.iLsfxC";
+    let out = rshell(&[
+        "--test",
+        bpc,
+        "--secluded",
+        r"rsync\0--timeout=72000\0--numeric-ids\0.\0/\0\0",
+        "--user",
+        "root",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = stdout(&out);
+    assert!(t.contains("verdict: allow"), "{t}");
+    assert!(t.contains("--timeout=72000"), "{t}");
+    // Without the words the command line alone is refused with the hint.
+    let out = rshell(&["--test", bpc, "--user", "root", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stdout(&out).contains("--secluded"), "{}", text(&out));
+    // A hidden --log-file in the words: refused.
+    let out = rshell(&[
+        "--test",
+        bpc,
+        "--secluded",
+        r"rsync\0--log-file=/tmp/x\0.\0/\0\0",
+        "--user",
+        "root",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stdout(&out).contains("--log-file"), "{}", text(&out));
+}

@@ -110,7 +110,6 @@ impl Fuzz {
             Form::Login
         };
         let outcome = self.decide(variant, form, command);
-        let v = &VARIANTS[variant];
         let plan = match outcome {
             Err(Failure::Probe) if standalone && command == b"true" => return Ok(()),
             Err(Failure::Probe) => return Err("Probe outside standalone `true`".into()),
@@ -131,6 +130,12 @@ impl Fuzz {
         if let Some(why) = shell_syntax(command) {
             return Err(format!("allowed although the string has {why}"));
         }
+        self.check_plan(variant, &plan)
+    }
+
+    /// The invariants of an allowed plan, whatever the words came from.
+    fn check_plan(&self, variant: usize, plan: &ExecPlan) -> Result<(), String> {
+        let v = &VARIANTS[variant];
         let argv = &plan.argv;
         if argv.first().map(String::as_str) != Some(v.rsync) || plan.program != Path::new(v.rsync) {
             return Err(format!(
@@ -179,6 +184,8 @@ impl Fuzz {
             .iter()
             .map(
                 |p| match p.strip_prefix('<').and_then(|r| r.split_once('>')) {
+                    // `<>` is the root itself: `<>/dest` is root-relative `dest` (F4).
+                    Some(("", rest)) => rest.trim_start_matches('/').to_string(),
                     Some((pin, rest)) => format!("{pin}{rest}"),
                     None => p.clone(),
                 },
@@ -188,10 +195,11 @@ impl Fuzz {
         if paths.is_empty() {
             return Err("no path after `.`".into());
         }
+        // The words rsync reads (a pinned `/proc/self/fd/N/-x` is fine; a bare `-x` is not).
+        if let Some(w) = argv[dd + 2..].iter().find(|w| w.starts_with('-')) {
+            return Err(format!("path {w:?} after `--` starts with `-`"));
+        }
         for p in paths {
-            if p.starts_with('-') {
-                return Err(format!("path {p:?} after `--` starts with `-`"));
-            }
             // Absolute only in root's own spelling (a client may name a path either relative
             // to root or with root's full path in front; both mean the same file).
             let p = match p.strip_prefix(self.world.root.to_str().unwrap_or("")) {
@@ -201,7 +209,7 @@ impl Fuzz {
                 _ => p.as_str(),
             };
             if p.starts_with('/') {
-                return Err(format!("path {p:?} is absolute"));
+                return Err(format!("path {p:?} is absolute: {shown:?} (argv {argv:?})"));
             }
             if let Some(why) = lexically_outside(p) {
                 return Err(format!("path {p:?} {why}"));
@@ -605,28 +613,48 @@ fn rsyncish() -> impl Strategy<Value = String> {
     prop_oneof![3 => built, 3 => mutated, 3 => repathed, 1 => "[ -~]{0,80}", 1 => "\\PC{0,40}"]
 }
 
+/// The command strategies: arbitrary bytes (alone or behind a genuine prefix, so the parser
+/// sees them) and rsync-shaped strings.
+fn arbitrary_command_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200),
+        prop::collection::vec(any::<u8>(), 0..120).prop_map(|tail| [
+            b"rsync --server ".as_slice(),
+            &tail
+        ]
+        .concat()),
+    ]
+}
+
+/// One command case: split → parse → decide under one policy variant, in the login or
+/// the standalone form, with every invariant of [`Fuzz::check`].
+fn command_case(
+    fuzz: &Fuzz,
+    allowed: &AtomicUsize,
+    (command, variant, standalone): (Vec<u8>, usize, bool),
+) -> Result<(), TestCaseError> {
+    if fuzz.decide(variant, Form::Login, &command).is_ok() {
+        allowed.fetch_add(1, Ordering::Relaxed);
+    }
+    fuzz.check(variant, standalone, &command).map_err(|why| {
+        TestCaseError::fail(format!(
+            "policy {:?}: {why}\n  command: {:?}",
+            VARIANTS[variant].name,
+            String::from_utf8_lossy(&command)
+        ))
+    })
+}
+
 /// Run the command target over a strategy of byte strings; returns the executions.
 fn run_commands(tag: &str, strategy: impl Strategy<Value = Vec<u8>>, default_cases: u32) -> usize {
     let fuzz = Fuzz::new(tag);
     let executions = AtomicUsize::new(0);
     let allowed = AtomicUsize::new(0);
     let mut runner = runner(default_cases);
-    let result = runner.run(
-        &(strategy, 0..VARIANTS.len(), any::<bool>()),
-        |(command, variant, standalone)| {
-            executions.fetch_add(1, Ordering::Relaxed);
-            if fuzz.decide(variant, Form::Login, &command).is_ok() {
-                allowed.fetch_add(1, Ordering::Relaxed);
-            }
-            fuzz.check(variant, standalone, &command).map_err(|why| {
-                TestCaseError::fail(format!(
-                    "policy {:?}: {why}\n  command: {:?}",
-                    VARIANTS[variant].name,
-                    String::from_utf8_lossy(&command)
-                ))
-            })
-        },
-    );
+    let result = runner.run(&(strategy, 0..VARIANTS.len(), any::<bool>()), |case| {
+        executions.fetch_add(1, Ordering::Relaxed);
+        command_case(&fuzz, &allowed, case)
+    });
     let n = executions.load(Ordering::Relaxed);
     println!(
         "fuzz {tag}: {n} executions, {} allowed under the login form",
@@ -642,16 +670,7 @@ fn run_commands(tag: &str, strategy: impl Strategy<Value = Vec<u8>>, default_cas
 
 #[test]
 fn arbitrary_bytes_never_panic_and_never_allow_garbage() {
-    let bytes = prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..200),
-        // Arbitrary bytes behind a genuine prefix, so the parser sees them.
-        prop::collection::vec(any::<u8>(), 0..120).prop_map(|tail| [
-            b"rsync --server ".as_slice(),
-            &tail
-        ]
-        .concat()),
-    ];
-    run_commands("bytes", bytes, 2000);
+    run_commands("bytes", arbitrary_command_bytes(), 2000);
 }
 
 #[test]
@@ -731,68 +750,87 @@ fn tomlish() -> impl Strategy<Value = String> {
         .prop_map(|(h, lines)| format!("{h}{}", lines.join("\n")))
 }
 
+/// The config texts: TOML-ish text, or any printable text.
+fn config_texts() -> impl Strategy<Value = String> {
+    prop_oneof![3 => tomlish(), 1 => ".{0,200}"]
+}
+
+/// One config case: `Config::parse` + `policy_for` for three accounts. A valid file yields
+/// a policy (or the group-conflict sentence); an invalid one a `path:line:col: message`
+/// error whose line lies inside the text.
+fn config_case(text: &str, valid: &AtomicUsize) -> Result<(), TestCaseError> {
+    let path = Path::new("/etc/rshell.toml");
+    match Config::parse(path, text) {
+        Ok(cfg) => {
+            valid.fetch_add(1, Ordering::Relaxed);
+            check_policies(&cfg)
+        }
+        Err(e) => check_invalid(&e, "/etc/rshell.toml", text),
+    }
+}
+
+fn check_policies(cfg: &Config) -> Result<(), TestCaseError> {
+    for (user, groups) in [
+        ("alice", vec!["alice", "backup"]),
+        ("bob", vec![]),
+        ("", vec!["", "backup"]),
+    ] {
+        let groups: Vec<String> = groups.into_iter().map(str::to_string).collect();
+        match cfg.policy_for(user, &groups) {
+            Ok(p) => {
+                let _ = p.rows();
+            }
+            Err(e @ ConfigError::GroupConflict { .. }) => {
+                let shown = e.to_string();
+                let path = cfg.path.display().to_string();
+                prop_assert!(
+                    shown.starts_with(&format!("{path}: user "))
+                        && shown.contains(" which both set `"),
+                    "group conflict renders oddly: {shown}"
+                );
+            }
+            Err(e) => {
+                return Err(TestCaseError::fail(format!(
+                    "policy_for: unexpected error {e:?}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_invalid(e: &ConfigError, path: &str, text: &str) -> Result<(), TestCaseError> {
+    let shown = e.to_string();
+    let ConfigError::Invalid { line, col, .. } = e else {
+        return Err(TestCaseError::fail(format!(
+            "parse gave a non-positional error: {shown}"
+        )));
+    };
+    let rest = shown.strip_prefix(&format!("{path}:")).unwrap_or("");
+    let mut parts = rest.splitn(3, ':');
+    let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    prop_assert!(
+        l.parse::<usize>().is_ok()
+            && c.parse::<usize>().is_ok()
+            && parts.next().is_some_and(|m| m.len() > 1),
+        "error does not render as path:line:col: message: {shown:?}"
+    );
+    prop_assert!(*line >= 1 && *col >= 1, "position is 1-based: {shown:?}");
+    prop_assert!(
+        *line <= text.split('\n').count(),
+        "line {line} beyond the text ({shown:?})"
+    );
+    Ok(())
+}
+
 #[test]
 fn config_text_never_panics_and_errors_name_a_position() {
     let executions = AtomicUsize::new(0);
     let valid = AtomicUsize::new(0);
     let mut runner = runner(1000);
-    let strategy = prop_oneof![3 => tomlish(), 1 => ".{0,200}"];
-    let result = runner.run(&strategy, |text| {
+    let result = runner.run(&config_texts(), |text| {
         executions.fetch_add(1, Ordering::Relaxed);
-        let path = Path::new("/etc/rshell.toml");
-        match Config::parse(path, &text) {
-            Ok(cfg) => {
-                valid.fetch_add(1, Ordering::Relaxed);
-                for (user, groups) in [
-                    ("alice", vec!["alice", "backup"]),
-                    ("bob", vec![]),
-                    ("", vec!["", "backup"]),
-                ] {
-                    let groups: Vec<String> = groups.into_iter().map(str::to_string).collect();
-                    match cfg.policy_for(user, &groups) {
-                        Ok(p) => {
-                            let _ = p.rows();
-                        }
-                        Err(e @ ConfigError::GroupConflict { .. }) => {
-                            let shown = e.to_string();
-                            prop_assert!(
-                                shown.starts_with("/etc/rshell.toml: user ")
-                                    && shown.contains(" which both set `"),
-                                "group conflict renders oddly: {shown}"
-                            );
-                        }
-                        Err(e) => {
-                            return Err(TestCaseError::fail(format!(
-                                "policy_for: unexpected error {e:?}"
-                            )))
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                let shown = e.to_string();
-                let ConfigError::Invalid { line, col, .. } = &e else {
-                    return Err(TestCaseError::fail(format!(
-                        "parse gave a non-positional error: {shown}"
-                    )));
-                };
-                let rest = shown.strip_prefix("/etc/rshell.toml:").unwrap_or("");
-                let mut parts = rest.splitn(3, ':');
-                let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                prop_assert!(
-                    l.parse::<usize>().is_ok()
-                        && c.parse::<usize>().is_ok()
-                        && parts.next().is_some_and(|m| m.len() > 1),
-                    "error does not render as path:line:col: message: {shown:?}"
-                );
-                prop_assert!(*line >= 1 && *col >= 1, "position is 1-based: {shown:?}");
-                prop_assert!(
-                    *line <= text.split('\n').count(),
-                    "line {line} beyond the text ({shown:?})"
-                );
-            }
-        }
-        Ok(())
+        config_case(&text, &valid)
     });
     println!(
         "fuzz config: {} executions, {} parsed as valid configs",
@@ -802,6 +840,558 @@ fn config_text_never_panics_and_errors_name_a_position() {
     if let Err(e) = result {
         panic!("config: {e}");
     }
+}
+
+// ---- long runs (ignored by default) --------------------------------------------------------
+//
+//   RSHELL_FUZZ_CASES=5000000 nice cargo test --release --test fuzz -j1 -- \
+//       --include-ignored long_ --test-threads=1 --nocapture
+//
+// Each `long_` target runs RSHELL_FUZZ_CASES cases (default 100,000) in chunks of 100,000,
+// each chunk a fresh runner with a fixed seed derived from RSHELL_FUZZ_SEED (default: the
+// clock) and printed, so a failing chunk replays with RSHELL_FUZZ_SEED=<seed>
+// RSHELL_FUZZ_FROM_CHUNK=<chunk>. Progress and the rate are printed after every chunk.
+
+const LONG_CHUNK: u64 = 100_000;
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+    )
+}
+
+/// Run `case` over `strategy` for RSHELL_FUZZ_CASES cases; returns the cases run.
+fn run_long<S: Strategy>(
+    tag: &str,
+    strategy: &S,
+    case: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) -> u64 {
+    use proptest::test_runner::RngSeed;
+    let total = env_u64("RSHELL_FUZZ_CASES").unwrap_or(100_000);
+    let base = env_u64("RSHELL_FUZZ_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let first = env_u64("RSHELL_FUZZ_FROM_CHUNK").unwrap_or(0);
+    let chunks = total.div_ceil(LONG_CHUNK);
+    println!("long {tag}: {total} cases in {chunks} chunks, RSHELL_FUZZ_SEED={base}");
+    let start = std::time::Instant::now();
+    let mut done = 0u64;
+    for chunk in first..chunks {
+        let n = LONG_CHUNK.min(total - chunk * LONG_CHUNK);
+        let seed = base ^ chunk.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: n as u32,
+            failure_persistence: None,
+            rng_seed: RngSeed::Fixed(seed),
+            ..RunnerConfig::default()
+        });
+        if let Err(e) = runner.run(strategy, &case) {
+            panic!(
+                "long {tag}: chunk {chunk} failed (replay: RSHELL_FUZZ_SEED={base} \
+                 RSHELL_FUZZ_FROM_CHUNK={chunk}): {e}"
+            );
+        }
+        done += n;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "long {tag}: {done}/{total} cases, {secs:.0} s, {:.0} cases/s",
+            done as f64 / secs.max(1e-9)
+        );
+    }
+    done
+}
+
+#[test]
+#[ignore = "long run: RSHELL_FUZZ_CASES=N cargo test --release --test fuzz -- --include-ignored long_"]
+fn long_command_bytes() {
+    let fuzz = Fuzz::new("long-bytes");
+    let allowed = AtomicUsize::new(0);
+    let strategy = (arbitrary_command_bytes(), 0..VARIANTS.len(), any::<bool>());
+    let n = run_long("command bytes", &strategy, |c| {
+        command_case(&fuzz, &allowed, c)
+    });
+    println!(
+        "long command bytes: {n} cases, {} allowed under the login form",
+        allowed.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+#[ignore = "long run: RSHELL_FUZZ_CASES=N cargo test --release --test fuzz -- --include-ignored long_"]
+fn long_command_rsyncish() {
+    let fuzz = Fuzz::new("long-rsyncish");
+    let allowed = AtomicUsize::new(0);
+    let strategy = (
+        rsyncish().prop_map(String::into_bytes),
+        0..VARIANTS.len(),
+        any::<bool>(),
+    );
+    let n = run_long("command rsyncish", &strategy, |c| {
+        command_case(&fuzz, &allowed, c)
+    });
+    println!(
+        "long command rsyncish: {n} cases, {} allowed under the login form",
+        allowed.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+#[ignore = "long run: RSHELL_FUZZ_CASES=N cargo test --release --test fuzz -- --include-ignored long_"]
+fn long_config_text() {
+    let valid = AtomicUsize::new(0);
+    let n = run_long("config text", &config_texts(), |text| {
+        config_case(&text, &valid)
+    });
+    println!(
+        "long config text: {n} cases, {} valid",
+        valid.load(Ordering::Relaxed)
+    );
+}
+
+/// Bytes for a config file: TOML-ish text as it is, or with invalid UTF-8, NULs, a BOM or
+/// CRLF spliced in, or arbitrary bytes.
+fn config_file_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let splice = prop::sample::select(vec![
+        b"\xff".to_vec(),
+        b"\xc3".to_vec(),
+        b"\xed\xa0\x80".to_vec(),
+        b"\0".to_vec(),
+        b"\xef\xbb\xbf".to_vec(),
+        b"\r\n".to_vec(),
+        b"\r".to_vec(),
+        b"\n[defaults]\n".to_vec(),
+    ]);
+    prop_oneof![
+        4 => tomlish().prop_map(String::into_bytes),
+        3 => (tomlish(), splice, any::<prop::sample::Index>()).prop_map(|(t, piece, at)| {
+            let mut b = t.into_bytes();
+            let i = at.index(b.len() + 1);
+            b.splice(i..i, piece);
+            b
+        }),
+        1 => prop::collection::vec(any::<u8>(), 0..300),
+    ]
+}
+
+/// The loader itself (`Config::load`: the ownership and mode checks, the read, the
+/// parse) on a real file per case, root-owned in a root-owned 0755 directory, with its
+/// mode drawn from safe and unsafe ones and sometimes a symlink in its place.
+#[test]
+#[ignore = "long run: RSHELL_FUZZ_CASES=N cargo test --release --test fuzz -- --include-ignored long_"]
+fn long_config_load() {
+    use std::os::unix::fs::PermissionsExt;
+    if !common::needs(
+        "root (the loader trusts only root-owned files)",
+        common::root(),
+    ) {
+        return;
+    }
+    let dir = common::TempDir::new("long-load");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("rshell.toml");
+    let link = dir.path().join("link.toml");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let shown = path.display().to_string();
+    let valid = AtomicUsize::new(0);
+    let modes = prop::sample::select(vec![0o644, 0o600, 0o400, 0o664, 0o646, 0o000]);
+    let strategy = (config_file_bytes(), modes, 0..20u8);
+    let n = run_long("config load", &strategy, |(bytes, mode, via)| {
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let through_link = via == 0;
+        let got = Config::load(if through_link { &link } else { &path });
+        let text = std::str::from_utf8(&bytes);
+        match got {
+            Err(ConfigError::Insecure(_, why)) => {
+                prop_assert!(
+                    through_link || mode & 0o022 != 0,
+                    "a safe file refused as insecure: {why}"
+                );
+                Ok(())
+            }
+            _ if through_link => Err(TestCaseError::fail("a symlink was not refused")),
+            _ if mode & 0o022 != 0 => Err(TestCaseError::fail(format!(
+                "a mode {mode:04o} file was not refused"
+            ))),
+            Err(ConfigError::Unreadable(_, why)) => {
+                prop_assert!(text.is_err(), "valid UTF-8 unreadable: {why}");
+                Ok(())
+            }
+            Ok(cfg) => {
+                valid.fetch_add(1, Ordering::Relaxed);
+                let text = text.map_err(|_| TestCaseError::fail("invalid UTF-8 loaded"))?;
+                prop_assert!(
+                    Config::parse(&path, text).is_ok(),
+                    "load and parse disagree"
+                );
+                check_policies(&cfg)
+            }
+            Err(e @ ConfigError::Invalid { .. }) => {
+                let text = text.map_err(|_| TestCaseError::fail("invalid UTF-8 parsed"))?;
+                check_invalid(&e, &shown, text)
+            }
+            Err(e) => Err(TestCaseError::fail(format!("unexpected error {e:?}"))),
+        }
+    });
+    println!(
+        "long config load: {n} cases, {} valid",
+        valid.load(Ordering::Relaxed)
+    );
+}
+
+// ---- the secluded-args reader ---------------------------------------------------------------
+
+/// A stream on rshell's standard input after `rsync --server -s…`: mostly `rsync` NUL, words
+/// (corpus pieces, raw bytes, `.`, an early empty word) each NUL-terminated, maybe the
+/// terminating empty word, then protocol bytes; else a cut-off `rsync\0` or arbitrary bytes.
+fn secluded_stream() -> impl Strategy<Value = Vec<u8>> {
+    let word = prop_oneof![
+        4 => prop::sample::select(fragments()).prop_map(String::into_bytes),
+        1 => prop::collection::vec(any::<u8>(), 0..12),
+        1 => Just(b".".to_vec()),
+        1 => Just(Vec::new()),
+    ];
+    let tail = prop::collection::vec(any::<u8>(), 0..8);
+    // What a real client sends: a few options, `.`, then paths (hostile ones included).
+    let option = prop::sample::select(vec![
+        "--numeric-ids",
+        "--delete",
+        "--timeout=600",
+        "-x",
+        "--partial",
+        "--link-dest=../prev",
+        "--backup-dir=old",
+        "--files-from=-",
+        "--from0",
+        "-M--log-file=x",
+    ]);
+    let component = prop::sample::select(vec![
+        "dest", "data", "sub", "a.txt", "snap", "prev", "src dir", "..", ".", "", "out", "in", "*",
+        "?", "[a-z]*", "d*", "o*", "~", "-x", "é", "new", "a b", "'q'",
+    ]);
+    let path = (
+        prop::collection::vec(component, 1..5),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(c, lead, trail)| {
+            format!(
+                "{}{}{}",
+                if lead { "/" } else { "" },
+                c.join("/"),
+                if trail { "/" } else { "" }
+            )
+        });
+    let realistic = (
+        prop::collection::vec(option, 0..3),
+        prop::collection::vec(path, 1..3),
+        prop::collection::vec(any::<u8>(), 0..8),
+    )
+        .prop_map(|(opts, paths, tail)| {
+            let mut s = b"rsync\0".to_vec();
+            for w in opts
+                .iter()
+                .map(|o| o.to_string())
+                .chain([".".to_string()])
+                .chain(paths)
+            {
+                s.extend(w.as_bytes());
+                s.push(0);
+            }
+            s.push(0);
+            s.extend(tail);
+            s
+        });
+    prop_oneof![
+        4 => realistic,
+        6 => (prop::collection::vec(word, 0..10), any::<bool>(), tail).prop_map(
+            |(words, terminated, tail)| {
+                let mut s = b"rsync\0".to_vec();
+                for w in words {
+                    s.extend(w);
+                    s.push(0);
+                }
+                if terminated {
+                    s.push(0);
+                }
+                s.extend(tail);
+                s
+            }
+        ),
+        1 => (0..7usize, prop::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(k, rest)| [&b"rsync\0"[..k], &rest].concat()),
+        1 => prop::collection::vec(any::<u8>(), 0..300),
+    ]
+}
+
+/// What [`rshell::secluded::read_words`] must do with `stream`, and how many bytes it may
+/// consume doing it (never one past the terminating empty word or the refused byte).
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Words(Vec<Vec<u8>>),
+    NotRsync,
+    WordTooLong,
+    TooManyWords,
+    TooLarge,
+    Eof,
+    Timeout,
+}
+
+fn secluded_model(stream: &[u8], l: &rshell::secluded::Limits, open: bool) -> (Expect, usize) {
+    let (mut words, mut cur): (Vec<Vec<u8>>, Vec<u8>) = (Vec::new(), Vec::new());
+    for pos in 0.. {
+        if pos >= l.max_total {
+            return (Expect::TooLarge, pos);
+        }
+        let Some(&b) = stream.get(pos) else {
+            return (if open { Expect::Timeout } else { Expect::Eof }, pos);
+        };
+        if pos < 6 {
+            if b != b"rsync\0"[pos] {
+                return (Expect::NotRsync, pos + 1);
+            }
+        } else if b == 0 {
+            if cur.is_empty() {
+                return (Expect::Words(words), pos + 1);
+            }
+            words.push(std::mem::take(&mut cur));
+        } else if cur.is_empty() && words.len() >= l.max_words {
+            return (Expect::TooManyWords, pos + 1);
+        } else if cur.len() >= l.max_word {
+            return (Expect::WordTooLong, pos + 1);
+        } else {
+            cur.push(b);
+        }
+    }
+    unreachable!()
+}
+
+type SecludedInput = (Vec<u8>, (usize, usize, usize), bool, String, usize);
+
+fn secluded_inputs() -> impl Strategy<Value = SecludedInput> {
+    let limits = prop_oneof![
+        1 => Just((4095, 1000, 256 * 1024)),
+        1 => (0..24usize, 0..10usize, 0..160usize),
+    ];
+    let valid_line = prop::sample::select(vec![
+        "rsync --server -slogDtpre.iLsfxCIvu",
+        "rsync --server --sender -slogDtpre.iLsfxCIvu",
+        "/usr/bin/rsync --server --sender -slHogDtprcxe.iLsfxC",
+        "rsync --server -se.iLsfxCIvu",
+    ])
+    .prop_map(str::to_string);
+    let any_line = (
+        prop::sample::select(vec![
+            "rsync --server ",
+            "rsync --server --sender ",
+            "/usr/bin/rsync --server ",
+            "rsync ",
+            "rsync --server --daemon ",
+        ]),
+        prop::sample::select(vec![
+            "-slogDtpre.iLsfxCIvu",
+            "-logDtpre.iLsfxCIvu",
+            "-se.iLsfxCIvu",
+            "-s",
+            "-Bs",
+            "-slHogDtprcxe.iLsfxC",
+            "-e.s",
+            "-vvsx",
+            "--secluded-args",
+        ]),
+        prop::sample::select(vec!["", " --iconv=utf8", " x", " ."]),
+    )
+        .prop_map(|(a, b, c)| format!("{a}{b}{c}"));
+    let line = prop_oneof![3 => valid_line, 1 => any_line];
+    (
+        secluded_stream(),
+        limits,
+        prop::bool::weighted(0.03),
+        line,
+        0..VARIANTS.len(),
+    )
+}
+
+/// One stream through a pipe into `read_words` (bytes written up front; the write end
+/// closed, or held open to hit the deadline), checked against [`secluded_model`] including
+/// what is left unread; then `to_words` on a client command line, `rsync::parse` and the
+/// policy decision, with the plan invariants of [`Fuzz::check_plan`].
+fn secluded_case(
+    fuzz: &Fuzz,
+    root: &rshell::resolve::Root,
+    allowed: &AtomicUsize,
+    (stream, (max_word, max_words, max_total), open, line, variant): SecludedInput,
+) -> Result<(), TestCaseError> {
+    use rshell::secluded::{read_words, to_words, Limits, SecludedError, POSITION_BASE};
+    use std::os::fd::AsFd;
+    let limits = Limits {
+        max_word,
+        max_words,
+        max_total,
+        deadline: std::time::Duration::from_millis(if open { 2 } else { 30_000 }),
+    };
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let mut rest = stream.as_slice();
+    while !rest.is_empty() {
+        let n = nix::unistd::write(&w, rest).unwrap();
+        rest = &rest[n..];
+    }
+    // Closed before reading unless the case holds it open (then the deadline must end it).
+    let w = if open {
+        Some(w)
+    } else {
+        drop(w);
+        None
+    };
+    let got = read_words(r.as_fd(), &limits);
+    drop(w);
+    let mut left = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match nix::unistd::read(&r, &mut buf).unwrap() {
+            0 => break,
+            n => left.extend_from_slice(&buf[..n]),
+        }
+    }
+    let (want, consumed) = secluded_model(&stream, &limits, open);
+    let kind = match &got {
+        Ok(words) => Expect::Words(words.clone()),
+        Err(SecludedError::NotRsync) => Expect::NotRsync,
+        Err(SecludedError::WordTooLong { .. }) => Expect::WordTooLong,
+        Err(SecludedError::TooManyWords { .. }) => Expect::TooManyWords,
+        Err(SecludedError::TooLarge { .. }) => Expect::TooLarge,
+        Err(SecludedError::Eof { .. }) => Expect::Eof,
+        Err(SecludedError::Timeout(_)) => Expect::Timeout,
+        Err(e) => return Err(TestCaseError::fail(format!("read_words: unexpected {e}"))),
+    };
+    if open && kind == Expect::Timeout && want != Expect::Timeout {
+        // The deadline covers the whole list, data waiting or not: on a busy machine it may
+        // pass before the model's verdict is reached. Then nothing past that point was read.
+        prop_assert!(
+            left.len() >= stream.len() - consumed && stream.ends_with(&left),
+            "timed out after reading past the model's stop"
+        );
+        return Ok(());
+    }
+    prop_assert_eq!(
+        &kind,
+        &want,
+        "stream {:?}, limits {:?}, open {}",
+        String::from_utf8_lossy(&stream),
+        (max_word, max_words, max_total),
+        open
+    );
+    prop_assert_eq!(
+        left.as_slice(),
+        &stream[consumed..],
+        "read_words consumed the wrong number of bytes"
+    );
+    if let Err(e) = &got {
+        prop_assert!(!e.to_string().contains('\n'), "a multi-line message: {e}");
+    }
+    let Ok(secluded) = got else { return Ok(()) };
+    let words = rshell::command::split(line.as_bytes())
+        .map_err(|e| TestCaseError::fail(format!("the test's command line: {e}")))?;
+    let Ok(all) = to_words(&words, &secluded) else {
+        return Ok(());
+    };
+    let tail = &all[all.len() - secluded.len()..];
+    let mut after_dot = false;
+    for (i, (word, raw)) in tail.iter().zip(&secluded).enumerate() {
+        prop_assert_eq!(word.text.as_bytes(), raw.as_slice());
+        prop_assert_eq!(word.position, POSITION_BASE + i);
+        prop_assert!(!word.tilde, "a secluded word with tilde expansion");
+        prop_assert!(
+            !word.text.chars().any(|c| c.is_control() && c != '\t'),
+            "a control character passed: {:?}",
+            word.text
+        );
+        prop_assert!(
+            after_dot || word.active_glob.is_empty(),
+            "an active wildcard before the first `.`: {:?}",
+            word.text
+        );
+        after_dot |= word.text == ".";
+    }
+    prop_assert!(
+        !all[..all.len() - secluded.len()]
+            .iter()
+            .any(|w| rshell::secluded::is_secluded_bundle(&w.text)),
+        "the rebuilt command line still carries `s`"
+    );
+    let policy = &fuzz.policies[variant];
+    let Ok(invocation) = rshell::rsync::parse(&all, &policy.settings.rsync) else {
+        return Ok(());
+    };
+    let account = account(&fuzz.world.home);
+    let request = rshell::check::Request {
+        account: &account,
+        client: Some("127.0.0.1".parse().unwrap()),
+        invocation: &invocation,
+        policy,
+        root,
+        landlock_enforced: rshell::landlock_will_enforce(policy.settings.confine),
+    };
+    match rshell::check::decide(&request) {
+        rshell::check::Verdict::Deny(reason) => {
+            prop_assert!(!reason.is_empty(), "denied with an empty reason");
+            Ok(())
+        }
+        rshell::check::Verdict::Allow(plan) => {
+            allowed.fetch_add(1, Ordering::Relaxed);
+            fuzz.check_plan(variant, &plan).map_err(|why| {
+                TestCaseError::fail(format!(
+                    "policy {:?}: {why}\n  line: {line:?}\n  secluded: {:?}",
+                    VARIANTS[variant].name,
+                    secluded
+                        .iter()
+                        .map(|w| String::from_utf8_lossy(w))
+                        .collect::<Vec<_>>()
+                ))
+            })
+        }
+    }
+}
+
+#[test]
+fn secluded_streams_are_read_exactly_and_never_panic() {
+    let fuzz = Fuzz::new("secluded");
+    let root = rshell::resolve::Root::open(&fuzz.world.root).unwrap();
+    let allowed = AtomicUsize::new(0);
+    let executions = AtomicUsize::new(0);
+    let mut runner = runner(1000);
+    let result = runner.run(&secluded_inputs(), |case| {
+        executions.fetch_add(1, Ordering::Relaxed);
+        secluded_case(&fuzz, &root, &allowed, case)
+    });
+    println!(
+        "fuzz secluded: {} executions, {} allowed",
+        executions.load(Ordering::Relaxed),
+        allowed.load(Ordering::Relaxed)
+    );
+    if let Err(e) = result {
+        panic!("secluded: {e}");
+    }
+}
+
+#[test]
+#[ignore = "long run: RSHELL_FUZZ_CASES=N cargo test --release --test fuzz -- --include-ignored long_"]
+fn long_secluded() {
+    let fuzz = Fuzz::new("long-secluded");
+    let root = rshell::resolve::Root::open(&fuzz.world.root).unwrap();
+    let allowed = AtomicUsize::new(0);
+    let n = run_long("secluded", &secluded_inputs(), |case| {
+        secluded_case(&fuzz, &root, &allowed, case)
+    });
+    println!(
+        "long secluded: {n} cases, {} allowed",
+        allowed.load(Ordering::Relaxed)
+    );
 }
 
 // ---- regressions found by the targets above (one named test per finding) ----------------
@@ -871,4 +1461,62 @@ fn given_a_missing_name_then_dotdot_then_a_symlink_out_then_the_path_is_refused(
             );
         }
     }
+}
+
+/// F4 (long run, an oracle finding): `./dest` in a pull is handed to rsync as the root's
+/// pin followed by the name, `/proc/self/fd/N/dest`, shown as `<>/dest`. The oracle read
+/// `<>` + `/dest` as the absolute path `/dest`; `<>` is the root itself, so the path is
+/// root-relative `dest`. rshell was right; the oracle now maps `<>/x` to `x`.
+#[test]
+fn given_a_dot_slash_path_then_it_is_the_roots_pin_plus_the_name() {
+    let fuzz = Fuzz::new("f4");
+    let plan = fuzz
+        .decide(
+            0,
+            Form::Login,
+            b"rsync --server --sender -logDtpre.iLsfxCIvu . ./dest",
+        )
+        .expect("allowed");
+    let shown = plan.shown_argv();
+    let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
+    assert_eq!(shown[dd + 1..], [".", "<>/dest"]);
+    assert!(
+        plan.argv[dd + 2].starts_with("/proc/self/fd/"),
+        "{:?}",
+        plan.argv
+    );
+    assert_eq!(fuzz.check_plan(0, &plan), Ok(()));
+}
+
+/// F5 (long run, secluded target, an oracle finding): the secluded words `.` `./-x` in a
+/// pull become `/proc/self/fd/N/-x`, which rsync cannot take for an option; the oracle
+/// checked the `-` rule on the unpinned spelling `-x`. It now checks the words rsync reads.
+#[test]
+fn given_secluded_dot_slash_dash_x_then_rsync_gets_a_pinned_path_not_an_option() {
+    use rshell::secluded::to_words;
+    let fuzz = Fuzz::new("f5");
+    let root = rshell::resolve::Root::open(&fuzz.world.root).unwrap();
+    let line = rshell::command::split(b"rsync --server --sender -slogDtpre.iLsfxCIvu").unwrap();
+    let words = to_words(&line, &[b".".to_vec(), b"./-x".to_vec()]).unwrap();
+    let policy = &fuzz.policies[0];
+    let invocation = rshell::rsync::parse(&words, &policy.settings.rsync).unwrap();
+    let account = account(&fuzz.world.home);
+    let request = rshell::check::Request {
+        account: &account,
+        client: None,
+        invocation: &invocation,
+        policy,
+        root: &root,
+        landlock_enforced: false,
+    };
+    let rshell::check::Verdict::Allow(plan) = rshell::check::decide(&request) else {
+        panic!("./-x in the root was refused")
+    };
+    let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
+    assert!(
+        plan.argv[dd + 2..].iter().all(|w| !w.starts_with('-')),
+        "{:?}",
+        plan.argv
+    );
+    assert_eq!(fuzz.check_plan(0, &plan), Ok(()));
 }

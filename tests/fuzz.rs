@@ -1464,9 +1464,9 @@ fn given_a_missing_name_then_dotdot_then_a_symlink_out_then_the_path_is_refused(
 }
 
 /// F4 (long run, an oracle finding): `./dest` in a pull is handed to rsync as the root's
-/// pin followed by the name, `/proc/self/fd/N/dest`, shown as `<>/dest`. The oracle read
-/// `<>` + `/dest` as the absolute path `/dest`; `<>` is the root itself, so the path is
-/// root-relative `dest`. rshell was right; the oracle now maps `<>/x` to `x`.
+/// pin followed by the name, `/proc/self/fd/N/dest`, shown as `<.>/dest` (the root's pin is
+/// shown as `.`). An older oracle read the root pin's empty name plus `/dest` as the
+/// absolute path `/dest`; rshell was right, and the oracle maps `<.>/x` to `./x`.
 #[test]
 fn given_a_dot_slash_path_then_it_is_the_roots_pin_plus_the_name() {
     let fuzz = Fuzz::new("f4");
@@ -1479,7 +1479,7 @@ fn given_a_dot_slash_path_then_it_is_the_roots_pin_plus_the_name() {
         .expect("allowed");
     let shown = plan.shown_argv();
     let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
-    assert_eq!(shown[dd + 1..], [".", "<>/dest"]);
+    assert_eq!(shown[dd + 1..], [".", "<.>/dest"]);
     assert!(
         plan.argv[dd + 2].starts_with("/proc/self/fd/"),
         "{:?}",

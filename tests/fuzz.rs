@@ -318,7 +318,8 @@ fn shell_syntax(command: &[u8]) -> Option<String> {
             Q::None => match c {
                 '\\' => {
                     if let Some(e) = chars.next() {
-                        if e.is_control() {
+                        // An escaped TAB is a TAB in the word, as quoted it would be (F6).
+                        if e.is_control() && e != '\t' {
                             return Some("an escaped control character".into());
                         }
                     }
@@ -1519,4 +1520,39 @@ fn given_secluded_dot_slash_dash_x_then_rsync_gets_a_pinned_path_not_an_option()
         plan.argv
     );
     assert_eq!(fuzz.check_plan(0, &plan), Ok(()));
+}
+
+/// F6 (long run, an oracle finding): `rsync --server . data/file\<TAB>` was allowed, and the
+/// oracle called the escaped TAB shell syntax. A backslash-escaped TAB is a TAB in the name,
+/// exactly as `'file<TAB>'` is, and rsync's client sends a TAB in a file name that way (its
+/// safe_arg() backslash-escapes SHELL_CHARS, TAB among them); the splitter accepts both
+/// spellings by design (command.rs tests). The oracle now agrees; an unquoted TAB (a word
+/// separator for a shell) is still refused.
+#[test]
+fn given_an_escaped_tab_then_it_is_part_of_the_name_like_a_quoted_one() {
+    let fuzz = Fuzz::new("f6");
+    std::fs::write(fuzz.world.root.join("data/file\t"), "").unwrap();
+    for command in [
+        "rsync --server --sender -logDtpre.iLsfxCIvu . data/file\\\t",
+        "rsync --server --sender -logDtpre.iLsfxCIvu . 'data/file\t'",
+    ] {
+        let plan = fuzz
+            .decide(0, Form::Login, command.as_bytes())
+            .unwrap_or_else(|e| panic!("{command:?}: {e:?}"));
+        assert!(
+            plan.shown_argv()
+                .iter()
+                .any(|w| w.ends_with("file\t") || w.contains("file\t>")),
+            "{command:?}: {:?}",
+            plan.shown_argv()
+        );
+        assert_eq!(fuzz.check(0, false, command.as_bytes()), Ok(()));
+    }
+    assert!(fuzz
+        .decide(
+            0,
+            Form::Login,
+            b"rsync --server --sender -logDtpre.iLsfxCIvu . data/file\t"
+        )
+        .is_err());
 }

@@ -1,6 +1,7 @@
 //! Property tests (issue 7, "no input can crash"; rshell never panics): random and
 //! rsync-shaped command strings through the real pipeline (split → parse → decide) under
-//! several policies, and random TOML-ish text through the config loader.
+//! several policies, random TOML-ish text through the config loader, and random byte
+//! streams through the secluded-args reader (then its words through parse and decide).
 //!
 //! Invariants checked on every allowed plan (rshell rebuilds the argv rsync runs with):
 //! the configured rsync and `--server` come first; a transfer has exactly one `--`,
@@ -9,8 +10,10 @@
 //! a string with unquoted shell syntax or control characters is never allowed; the
 //! policy's access, delete, overwrite and munge settings show in the plan.
 //!
-//! Case counts: 2,000 command cases per target and 1,000 config cases by default, or
-//! `PROPTEST_CASES`. `cargo test --test fuzz -- --nocapture` prints the executions.
+//! Case counts: 2,000 command cases per target and 1,000 config and secluded cases by
+//! default, or `PROPTEST_CASES`. `cargo test --test fuzz -- --nocapture` prints the
+//! executions. The `long_` targets (ignored by default) run `RSHELL_FUZZ_CASES` cases each,
+//! in replayable seeded chunks; see "long runs" below for the command.
 //! A failure found here becomes a named regression test at the end of this file.
 mod common;
 

@@ -7,7 +7,9 @@
 #      namespace, real-rsync and Landlock tests; then the static checks (LD_PRELOAD,
 #      LD_AUDIT and NSS modules never run in rshell);
 #   4. the end-to-end suite through a private sshd on 127.0.0.1 with real accounts, rsync
-#      and rsnapshot, twice (the machine's rsync, then Debian 12's 3.2.7 as the server's),
+#      and rsnapshot, twice (the machine's rsync, then Debian 12's 3.2.7 as the server's);
+#      the load and fault suite (50 concurrent clients, killed clients and
+#      servers, a full file system, a missing or stalled syslog, a replaced policy, ...);
 #      and the Debian package build/install/purge check.
 # Nothing is skipped: a suite or test that cannot run here (not root, no Landlock, a
 # missing package) fails, so a green run means everything ran.
@@ -50,11 +52,13 @@ if [ "$(id -u)" -eq 0 ]; then
   # Debian 12 main / Ubuntu ship rsync 3.2.7 (no --confine-root, no --drop-D): the same
   # scenarios with that server rsync, from the apt sources.
   suite "end-to-end (rsync 3.2.7)" env E2E_SERVER_RSYNC=3.2.7 tests/e2e/run.sh "$bin"
+  suite "end-to-end load and faults" tests/e2e/load.sh "$bin"
   suite "debian package" tests/deb.sh
 else
-  # Not run is not passed: both count as failed.
+  # Not run is not passed: these count as failed.
   suite "end-to-end (private sshd)" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
   suite "end-to-end (rsync 3.2.7)" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
+  suite "end-to-end load and faults" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
   suite "debian package" sh -c 'echo "needs root (installs and purges the package)"; false'
 fi
 

@@ -1,4 +1,4 @@
-//! `rshell --check` (design §4): lint the configuration like `visudo -c`, and the
+//! `rshell --check`: lint the configuration like `visudo -c`, and the
 //! deployment around it. Exit 0 without errors (warnings allowed unless `--strict`),
 //! 1 with errors, 78 when the config cannot be read.
 //!

@@ -1,11 +1,12 @@
-//! The deployment lint of `rshell --check` (design §3a, §4; issue 6): read sshd's
+//! The deployment lint of `rshell --check`: read sshd's
 //! effective settings for one account (`sshd -T -C user=…`) and name every setting that
 //! lets that account past its login shell.
 //!
 //! A restricted shell only restricts what sshd hands to the shell. Forwarding (`ssh -N
 //! -L/-R/-W`, agent, X11, tunnels) never starts the shell; `internal-sftp` is served inside
-//! sshd; `~/.ssh/rc` and user environment files run or apply before the shell (spec §10
-//! A24, A25; prior-art O1–O4). Those are sshd's to close.
+//! sshd; `~/.ssh/rc` and user environment files run or apply before the shell (OpenSSH runs
+//! `~/.ssh/rc` through the login shell and applies `~/.ssh/environment` and PAM's
+//! environment before it). Those are sshd's to close.
 //!
 //! Rules: `findings` is pure (text in, sentences out); `query` runs exactly one fixed
 //! program with fixed arguments and an empty environment, and never a shell.
@@ -352,7 +353,7 @@ pub fn findings_with(user: &str, sshd_t_output: &str, logins: Option<&Logins>) -
         ));
     }
 
-    // sshd runs `<login shell> -c '/bin/sh ~/.ssh/rc'` first (prior-art O3): harmless under
+    // sshd runs `<login shell> -c '/bin/sh ~/.ssh/rc'` first: harmless under
     // rshell as login shell (refused), fatal under any other shell with a forced key.
     let rc = s.get("permituserrc", "yes");
     if !rc.eq_ignore_ascii_case("no") {
@@ -383,7 +384,7 @@ pub fn findings_with(user: &str, sshd_t_output: &str, logins: Option<&Logins>) -
         ));
     }
 
-    // internal-sftp is served inside sshd: the login shell never runs (prior-art O2).
+    // internal-sftp is served inside sshd: the login shell never runs.
     for value in s.all("subsystem") {
         let mut words = value.split_whitespace();
         let name = words.next().unwrap_or("");

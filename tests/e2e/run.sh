@@ -303,7 +303,7 @@ daemon_config = "$DCONF"
 [users.rse2e_pe]
 root = "$PE"
 
-# root = the home: writing is refused (design 3a), reading works
+# root = the home: writing is refused (it would reach ~/.ssh and start-up files), reading works
 [users.rse2e_hm]
 root = "~"
 
@@ -324,7 +324,7 @@ chown root:root "$CONF" "$DCONF" && chmod 0644 "$CONF" "$DCONF"
 mkdir -p /run/sshd && chmod 0755 /run/sshd
 
 # A syslog stand-in: a datagram socket bind-mounted over /dev/log in sshd's namespace
-# (design §4). /dev/log gets an empty placeholder as mount target only if it is missing.
+# (rshell logs to syslog, never to the client). /dev/log gets an empty placeholder as mount target only if it is missing.
 printf '%s\n' "$SYSLOG_C" >"$WORK/syslogd.c"
 gcc -O2 -o "$WORK/syslogd" "$WORK/syslogd.c" || die "cannot build the syslog collector"
 SYSLOG=$WORK/syslog.txt

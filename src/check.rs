@@ -137,6 +137,18 @@ pub fn lock_kind(invocation: &Invocation, settings: &Settings) -> Option<LockKin
     })
 }
 
+/// The direction the account's access allows: no upload to read-only, no download from
+/// write-only. Needs no disk, so the pipeline asks it before taking the root lock too.
+pub fn check_direction(s: &Settings, sender: bool) -> Result<(), String> {
+    match (s.access, sender) {
+        (Access::ReadOnly, false) => Err("this account is read-only: uploads are refused".into()),
+        (Access::WriteOnly, true) => {
+            Err("this account is write-only: downloads are refused".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Decide one request.
 pub fn decide(req: &Request) -> Verdict {
     match decide_inner(req) {
@@ -325,15 +337,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     let s = &req.policy.settings;
     let root = req.root;
     plan.kind = if t.sender { "pull" } else { "push" };
-    match (s.access, t.sender) {
-        (Access::ReadOnly, false) => {
-            return Err("this account is read-only: uploads are refused".into())
-        }
-        (Access::WriteOnly, true) => {
-            return Err("this account is write-only: downloads are refused".into())
-        }
-        _ => {}
-    }
+    check_direction(s, t.sender)?;
     for (spec, value) in all_specs(t) {
         if let Some(reason) = refused_by_policy(s, t.sender, spec, value) {
             return Err(reason);

@@ -242,19 +242,7 @@ fn decide_with(
     .map_err(denied)?;
     // A direction the policy refuses outright needs no disk and must not wait for the lock.
     if let rsync::Invocation::Transfer(t) = &invocation {
-        match (s.access, t.sender) {
-            (Access::ReadOnly, false) => {
-                return Err(denied(
-                    "this account is read-only: uploads are refused".into(),
-                ))
-            }
-            (Access::WriteOnly, true) => {
-                return Err(denied(
-                    "this account is write-only: downloads are refused".into(),
-                ))
-            }
-            _ => {}
-        }
+        check::check_direction(s, t.sender).map_err(denied)?;
     }
     let lock = check::lock_kind(&invocation, s);
     if take_lock {

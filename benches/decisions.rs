@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rshell::policy::{Config, Policy};
-use rshell::sys::Account;
+use rshell::system::Account;
 use rshell::{decide_command, Failure, Form, Input};
 
 /// The labelled corpus of tests/corpus.rs (label, command).

@@ -3,7 +3,7 @@
 
 fn main() {
     // Before anything else (and before any NSS lookup): keep only sshd's variables.
-    let ctx = rshell::sys::scrub_environment();
+    let ctx = rshell::system::scrub_environment();
     std::panic::set_hook(Box::new(|_| {
         eprintln!("rshell: denied: internal error (this is a bug; nothing was run)");
         std::process::exit(71);

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TempDir;
-use rshell::lint::{self, CheckOptions};
+use rshell::admin::lint::{self, CheckOptions};
 
 /// A deployment under a root-owned directory in `/`: policy, host key, keys, sshd_config.
 struct Site {

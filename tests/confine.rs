@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rshell::confine::{self, plan, probe, ConfineError, Plan, Ruleset, Status};
+use rshell::exec::confine::{self, plan, probe, ConfineError, Plan, Ruleset, Status};
 use rshell::policy::{Access, ConfineMode};
 
 const RSYNC: &str = "/usr/bin/rsync";

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{account, World};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
-use rshell::check::ExecPlan;
+use rshell::decide::ExecPlan;
 use rshell::policy::{Config, ConfigError, Policy};
 use rshell::{decide_command, Failure, Form, Input};
 
@@ -1133,7 +1133,7 @@ fn secluded_stream() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// What [`rshell::secluded::read_words`] must do with `stream`, and how many bytes it may
+/// What [`rshell::command::secluded::read_words`] must do with `stream`, and how many bytes it may
 /// consume doing it (never one past the terminating empty word or the refused byte).
 #[derive(Debug, PartialEq)]
 enum Expect {
@@ -1146,7 +1146,11 @@ enum Expect {
     Timeout,
 }
 
-fn secluded_model(stream: &[u8], l: &rshell::secluded::Limits, open: bool) -> (Expect, usize) {
+fn secluded_model(
+    stream: &[u8],
+    l: &rshell::command::secluded::Limits,
+    open: bool,
+) -> (Expect, usize) {
     let (mut words, mut cur): (Vec<Vec<u8>>, Vec<u8>) = (Vec::new(), Vec::new());
     for pos in 0.. {
         if pos >= l.max_total {
@@ -1227,11 +1231,11 @@ fn secluded_inputs() -> impl Strategy<Value = SecludedInput> {
 /// policy decision, with the plan invariants of [`Fuzz::check_plan`].
 fn secluded_case(
     fuzz: &Fuzz,
-    root: &rshell::resolve::Root,
+    root: &rshell::decide::resolve::Root,
     allowed: &AtomicUsize,
     (stream, (max_word, max_words, max_total), open, line, variant): SecludedInput,
 ) -> Result<(), TestCaseError> {
-    use rshell::secluded::{read_words, to_words, Limits, SecludedError, POSITION_BASE};
+    use rshell::command::secluded::{read_words, to_words, Limits, SecludedError, POSITION_BASE};
     use std::os::fd::AsFd;
     let limits = Limits {
         max_word,
@@ -1325,7 +1329,7 @@ fn secluded_case(
     prop_assert!(
         !all[..all.len() - secluded.len()]
             .iter()
-            .any(|w| rshell::secluded::is_secluded_bundle(&w.text)),
+            .any(|w| rshell::command::secluded::is_secluded_bundle(&w.text)),
         "the rebuilt command line still carries `s`"
     );
     let policy = &fuzz.policies[variant];
@@ -1333,7 +1337,7 @@ fn secluded_case(
         return Ok(());
     };
     let account = account(&fuzz.world.home);
-    let request = rshell::check::Request {
+    let request = rshell::decide::Request {
         account: &account,
         client: Some("127.0.0.1".parse().unwrap()),
         invocation: &invocation,
@@ -1341,12 +1345,12 @@ fn secluded_case(
         root,
         landlock_enforced: rshell::landlock_will_enforce(policy.settings.confine),
     };
-    match rshell::check::decide(&request) {
-        rshell::check::Verdict::Deny(reason) => {
+    match rshell::decide::decide(&request) {
+        rshell::decide::Verdict::Deny(reason) => {
             prop_assert!(!reason.is_empty(), "denied with an empty reason");
             Ok(())
         }
-        rshell::check::Verdict::Allow(plan) => {
+        rshell::decide::Verdict::Allow(plan) => {
             allowed.fetch_add(1, Ordering::Relaxed);
             fuzz.check_plan(variant, &plan).map_err(|why| {
                 TestCaseError::fail(format!(
@@ -1365,7 +1369,7 @@ fn secluded_case(
 #[test]
 fn secluded_streams_are_read_exactly_and_never_panic() {
     let fuzz = Fuzz::new("secluded");
-    let root = rshell::resolve::Root::open(&fuzz.world.root).unwrap();
+    let root = rshell::decide::resolve::Root::open(&fuzz.world.root).unwrap();
     let allowed = AtomicUsize::new(0);
     let executions = AtomicUsize::new(0);
     let mut runner = runner(1000);
@@ -1387,7 +1391,7 @@ fn secluded_streams_are_read_exactly_and_never_panic() {
 #[ignore = "long run: RSHELL_FUZZ_CASES=N cargo test --release --test fuzz -- --include-ignored long_"]
 fn long_secluded() {
     let fuzz = Fuzz::new("long-secluded");
-    let root = rshell::resolve::Root::open(&fuzz.world.root).unwrap();
+    let root = rshell::decide::resolve::Root::open(&fuzz.world.root).unwrap();
     let allowed = AtomicUsize::new(0);
     let n = run_long("secluded", &secluded_inputs(), |case| {
         secluded_case(&fuzz, &root, &allowed, case)
@@ -1497,15 +1501,15 @@ fn given_a_dot_slash_path_then_it_is_the_roots_pin_plus_the_name() {
 /// checked the `-` rule on the unpinned spelling `-x`. It now checks the words rsync reads.
 #[test]
 fn given_secluded_dot_slash_dash_x_then_rsync_gets_a_pinned_path_not_an_option() {
-    use rshell::secluded::to_words;
+    use rshell::command::secluded::to_words;
     let fuzz = Fuzz::new("f5");
-    let root = rshell::resolve::Root::open(&fuzz.world.root).unwrap();
+    let root = rshell::decide::resolve::Root::open(&fuzz.world.root).unwrap();
     let line = rshell::command::split(b"rsync --server --sender -slogDtpre.iLsfxCIvu").unwrap();
     let words = to_words(&line, &[b".".to_vec(), b"./-x".to_vec()]).unwrap();
     let policy = &fuzz.policies[0];
     let invocation = rshell::rsync::parse(&words, &policy.settings.rsync).unwrap();
     let account = account(&fuzz.world.home);
-    let request = rshell::check::Request {
+    let request = rshell::decide::Request {
         account: &account,
         client: None,
         invocation: &invocation,
@@ -1513,7 +1517,7 @@ fn given_secluded_dot_slash_dash_x_then_rsync_gets_a_pinned_path_not_an_option()
         root: &root,
         landlock_enforced: false,
     };
-    let rshell::check::Verdict::Allow(plan) = rshell::check::decide(&request) else {
+    let rshell::decide::Verdict::Allow(plan) = rshell::decide::decide(&request) else {
         panic!("./-x in the root was refused")
     };
     let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");

@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::TempDir;
-use rshell::identity::{self, KernelIds, Lookup, Source};
+use rshell::system::identity::{self, KernelIds, Lookup, Source};
 
 /// The tests share the /etc/rshell.toml and /dev/log mount targets: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());

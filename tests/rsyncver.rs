@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::World;
-use rshell::sys::Account;
-use rshell::{decide_command, rsyncver, Failure, Form, Input};
+use rshell::rsync::version;
+use rshell::system::Account;
+use rshell::{decide_command, Failure, Form, Input};
 
 /// A file rsyncver.rs takes for rsync 3.2.x: the `--version` format string and option
 /// names, but neither `confine-root` nor `drop-D`.
@@ -62,16 +63,16 @@ fn config(rsync: &str, extra: &str) -> String {
 #[test]
 fn an_old_rsync_is_recognised_and_the_real_one_is_current() {
     let world = World::new("rsyncver-scan");
-    let old = rsyncver::features(Path::new(&old_rsync(&world)));
+    let old = version::features(Path::new(&old_rsync(&world)));
     assert_eq!(
         (old.confine_root, old.drop_d, old.older()),
         (false, false, true)
     );
     if common::needs("rsync", common::program("/usr/bin/rsync")) {
-        let now = rsyncver::features(Path::new("/usr/bin/rsync"));
+        let now = version::features(Path::new("/usr/bin/rsync"));
         assert_eq!(
             now.basis,
-            rsyncver::Basis::Scanned,
+            version::Basis::Scanned,
             "/usr/bin/rsync was not recognised"
         );
         assert!(
@@ -229,7 +230,7 @@ fn scanning_the_rsync_binary_costs_well_under_a_millisecond_or_so() {
     let mut times: Vec<Duration> = (0..200)
         .map(|_| {
             let t = Instant::now();
-            let (_, f) = rsyncver::inspect(Path::new("/usr/bin/rsync"));
+            let (_, f) = version::inspect(Path::new("/usr/bin/rsync"));
             assert!(f.drop_d);
             t.elapsed()
         })

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rshell::check::ExecPlan;
+use rshell::decide::ExecPlan;
 use rshell::policy::{Config, Policy};
-use rshell::sys::Account;
+use rshell::system::Account;
 use rshell::{decide_command, decide_secluded, Failure, Form, Input};
 
 /// The secluded words as a corpus line spells them (`rsync\0.\0dest/\0\0`): the words
@@ -186,7 +186,7 @@ pub fn needs(what: &str, here: Result<(), String>) -> bool {
 
 /// Running as root.
 pub fn root() -> Result<(), String> {
-    match rshell::sys::current_uid() {
+    match rshell::system::current_uid() {
         0 => Ok(()),
         uid => Err(format!("running as uid {uid}")),
     }

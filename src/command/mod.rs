@@ -12,6 +12,9 @@
 //!   only those have a meaning (see resolve.rs): `\*` and `\~` are literal names.
 #![forbid(unsafe_code)]
 
+pub mod glob;
+pub mod secluded;
+
 use std::fmt;
 
 /// Longest command string accepted (a real rsync command line is a few hundred bytes).

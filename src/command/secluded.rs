@@ -690,7 +690,7 @@ mod tests {
     }
 
     fn captures() -> Vec<Capture<'static>> {
-        include_str!("../tests/data/secluded-captures.txt")
+        include_str!("../../tests/data/secluded-captures.txt")
             .split("\n\n")
             .filter(|block| block.starts_with("name: "))
             .map(|block| {

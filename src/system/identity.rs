@@ -34,8 +34,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::passwd::{self, Entry};
-use crate::sys::Account;
+use crate::system::passwd::{self, Entry};
+use crate::system::Account;
 
 /// The getent of glibc (Debian, Ubuntu, RHEL: package libc-bin / glibc-common).
 pub const GETENT: &str = "/usr/bin/getent";
@@ -330,7 +330,7 @@ pub fn run(how: &Lookup, db: &str, keys: &[String], cap: usize) -> Result<Output
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = crate::sys::spawn_sealed(&mut cmd)
+    let mut child = crate::system::spawn_sealed(&mut cmd)
         .map_err(|e| fail(format!("cannot run {}: {e}", how.getent.display())))?;
     let pid = Pid::from_raw(child.id() as i32);
     // Kill everything in the child's process group, then reap the child: killpg(2) while

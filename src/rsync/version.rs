@@ -25,7 +25,7 @@
 //!   unreadable file) is *assumed current*: both options are forced. If that rsync is in
 //!   fact older, it stops at option parsing ("unknown option") before it touches a file.
 //! - Only a positively identified rsync that lacks the strings gets the reduced argv, and
-//!   check.rs then refuses what neither the option nor Landlock can guard.
+//!   `decide` then refuses what neither the option nor Landlock can guard.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -84,9 +84,9 @@ pub fn scan(bytes: &[u8]) -> Option<(bool, bool)> {
     let ends = |name: &[u8]| {
         let mut literal = name.to_vec();
         literal.push(0);
-        crate::sys::contains_bytes(bytes, &literal)
+        crate::system::contains_bytes(bytes, &literal)
     };
-    crate::sys::contains_bytes(bytes, IDENTITY).then(|| (ends(CONFINE_ROOT), ends(DROP_D)))
+    crate::system::contains_bytes(bytes, IDENTITY).then(|| (ends(CONFINE_ROOT), ends(DROP_D)))
 }
 
 /// The identity of a file's content as far as a cache needs it.

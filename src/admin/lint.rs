@@ -17,11 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::passwd::Entry;
+use crate::admin::sshd::{self, KeyLine, Logins, Password};
+use crate::exec::confine;
+use crate::policy::trust;
 use crate::policy::{self, Access, Config, ConfigError, Layer};
-use crate::sshd::{self, KeyLine, Logins, Password};
-use crate::trust;
-use crate::{check, confine, rsyncd, sys, EXIT_CONFIG};
+use crate::rsync::daemon;
+use crate::system::passwd::Entry;
+use crate::{decide, system, EXIT_CONFIG};
 
 /// What `rshell --check` looks at.
 #[derive(Debug, Clone, Default)]
@@ -107,8 +109,8 @@ fn rsync_version(rsync: &Path) -> Option<(u32, u32, u32)> {
 
 /// What a daemon_config must state itself for these settings: in daemon mode rsync obeys
 /// only its rsyncd.conf, never rshell's `access`, `delete` or `overwrite`.
-pub fn daemon_requirements(s: &policy::Settings) -> rsyncd::Requirements {
-    rsyncd::Requirements {
+pub fn daemon_requirements(s: &policy::Settings) -> daemon::Requirements {
+    daemon::Requirements {
         read_only: s.access == Access::ReadOnly,
         write_only: s.access == Access::WriteOnly,
         no_delete: !s.delete,
@@ -126,7 +128,7 @@ pub fn daemon_findings(
     f: &mut Findings,
 ) {
     let conf = &s.daemon_config;
-    match rsyncd::modules(text) {
+    match daemon::modules(text) {
         Ok(modules) => {
             for m in modules {
                 let Some(path) = m.path else { continue };
@@ -145,7 +147,7 @@ pub fn daemon_findings(
             "{name}: daemon_config {conf}: cannot list its modules: {e}"
         )),
     }
-    if let Err(problems) = rsyncd::verify(text, &daemon_requirements(s)) {
+    if let Err(problems) = daemon::verify(text, &daemon_requirements(s)) {
         for p in problems {
             f.errors.push(format!(
                 "{name}: daemon_config {conf}: {p} (in daemon mode rsync obeys only its rsyncd.conf, not rshell's access/delete/overwrite)"
@@ -162,7 +164,7 @@ pub fn lint(cfg: &Config) -> Findings {
 /// Lint `cfg` as `opts` say (`--user`, `--sshd-config`).
 pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
     let mut f = Findings::default();
-    let entries: Vec<Entry> = crate::passwd::entries()
+    let entries: Vec<Entry> = crate::system::passwd::entries()
         .into_iter()
         .filter(|e| opts.user.as_ref().is_none_or(|u| *u == e.name))
         .collect();
@@ -204,7 +206,7 @@ pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
     }
 
     for name in &names {
-        let account = match sys::account_by_name(name) {
+        let account = match system::account_by_name(name) {
             Ok(Some(a)) => a,
             Ok(None) if cfg.users.contains_key(name) => {
                 f.warnings.push(format!("[users.{name}]: no such account"));
@@ -242,7 +244,7 @@ pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
         let root = policy::expand_root(&s.root, &account.name, &account.home);
         if s.access != Access::ReadOnly
             && !s.dangerous_writable_home
-            && check::holds_home(&root, &account.home)
+            && decide::holds_home(&root, &account.home)
         {
             f.errors.push(format!(
                 "{name}: root {} holds the home directory {} with write access: set a root outside the home (or dangerous_writable_home = true, see rshell.toml(5))",
@@ -282,7 +284,7 @@ pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
             } else if let Err(e) = policy::check_trusted(Path::new(&s.daemon_config)) {
                 f.errors.push(format!("{name}: daemon_config {e}"));
             } else {
-                match rsyncd::read_config(Path::new(&s.daemon_config)) {
+                match daemon::read_config(Path::new(&s.daemon_config)) {
                     Ok(text) => daemon_findings(name, s, &root, &text, &mut f),
                     Err(e) if daemon_requirements(s).any() => {
                         f.errors.push(format!("{name}: daemon_config {e}"))
@@ -301,7 +303,7 @@ pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
             ));
         }
         if !s.lock && !s.munge_links {
-            // check::lock_kind honours `lock = false` only with munged links: otherwise a
+            // decide::lock_kind honours `lock = false` only with munged links: otherwise a
             // symlink one session uploads could redirect another session's transfer.
             f.warnings.push(format!(
                 "{name}: lock = false is ignored without munge_links = true: rshell keeps locking the root; set munge_links = true as well, or drop lock = false"
@@ -313,7 +315,7 @@ pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
     }
 
     // What sshd would do for these accounts: settings that undo rshell (issue 6).
-    let ask_sshd = sys::current_uid() == 0 && Path::new(sshd::SSHD).exists();
+    let ask_sshd = system::current_uid() == 0 && Path::new(sshd::SSHD).exists();
     let passwords = if ask_sshd {
         shadow_passwords(Path::new(SHADOW))
     } else {
@@ -359,7 +361,7 @@ pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
             ));
         }
         let Some(base) = base else { continue };
-        let from = sys::account_by_name(&e.name)
+        let from = system::account_by_name(&e.name)
             .ok()
             .flatten()
             .and_then(|a| cfg.policy_for(&a.name, &a.groups).ok())
@@ -460,7 +462,7 @@ fn read_keys(e: &Entry, sshd_t_output: &str) -> Keys {
 
 /// The client addresses sshd is asked about for an account: loopback, a non-local
 /// address, and the first address of each of the policy's `from` networks.
-fn client_addresses(from: &[crate::net::Cidr], v6: bool) -> Vec<IpAddr> {
+fn client_addresses(from: &[crate::policy::net::Cidr], v6: bool) -> Vec<IpAddr> {
     let mut addrs = vec![LOOPBACK_V4, IpAddr::V4(NON_LOCAL_V4)];
     if v6 {
         addrs.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
@@ -508,7 +510,7 @@ fn local_ends(client: IpAddr, listeners: &[(Option<IpAddr>, bool, u16)]) -> Vec<
 fn sshd_findings(
     e: &Entry,
     base: &str,
-    from: &[crate::net::Cidr],
+    from: &[crate::policy::net::Cidr],
     password: Password,
     opts: &CheckOptions,
     f: &mut Findings,
@@ -698,7 +700,7 @@ fn pam_walk(
 }
 
 /// nsswitch.conf's `passwd:` sources must start with `files`: sshd resolves accounts
-/// through NSS, rshell reads /etc/passwd alone (passwd.rs), and both must see the same
+/// through NSS, rshell reads /etc/passwd alone (`system::passwd`), and both must see the same
 /// account.
 pub fn nsswitch_finding(text: &str) -> Option<String> {
     let line = text
@@ -1132,7 +1134,7 @@ mod tests {
 
     #[test]
     fn sshd_is_asked_about_loopback_a_foreign_host_and_each_from_network() {
-        let from: Vec<crate::net::Cidr> = ["10.1.2.0/24", "2001:db8:5::/48", "127.0.0.1"]
+        let from: Vec<crate::policy::net::Cidr> = ["10.1.2.0/24", "2001:db8:5::/48", "127.0.0.1"]
             .iter()
             .map(|c| c.parse().unwrap())
             .collect();

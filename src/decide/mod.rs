@@ -17,15 +17,17 @@
 //! No writes and no exec here; the only file-system access is read-only resolution.
 #![forbid(unsafe_code)]
 
+pub mod resolve;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::confine::Ruleset;
+use crate::exec::confine::Ruleset;
 use crate::policy::{self, Access, ConfineMode, Policy, Settings};
-use crate::resolve::{self, Located, Pin, Prepare, Root};
+use crate::rsync::version;
 use crate::rsync::{Class, Invocation, Opt, OptSpec, PathBase, ServerInvocation, Value};
-use crate::rsyncver;
-use crate::sys::{self, Account, LockKind};
+use crate::system::{self, Account, LockKind};
+use resolve::{Located, Pin, Prepare, Root};
 
 /// Everything the decision needs, already typed.
 #[derive(Debug)]
@@ -303,7 +305,7 @@ pub fn forced_options(
     s: &Settings,
     sender: bool,
     root: &Root,
-    rsync: &rsyncver::Features,
+    rsync: &version::Features,
 ) -> Vec<String> {
     let mut forced: Vec<String> = Vec::new();
     if s.munge_links {
@@ -343,7 +345,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
             return Err(reason);
         }
     }
-    let rsync = rsyncver::features(Path::new(&s.rsync));
+    let rsync = version::features(Path::new(&s.rsync));
     if s.confine_root && !rsync.confine_root && !req.landlock_enforced {
         // rsync reads per-directory filter merge files named by the client over the
         // protocol (a `dir-merge` rule), on the sender and, for deletions, the receiver:
@@ -380,7 +382,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
 
     let mut exec_paths = Vec::new();
     // One wildcard budget for the whole request (all words), with a wall-clock deadline.
-    let mut budget = crate::glob::Budget::new(&crate::glob::Limits::DEFAULT);
+    let mut budget = crate::command::glob::Budget::new(&crate::command::glob::Limits::DEFAULT);
     let base: (PathBuf, usize) = if t.sender {
         let relative = t.has_flag('R') && !t.has("no-relative");
         for word in &t.paths {
@@ -505,7 +507,7 @@ fn source_word(
         let rel = rel.strip_prefix("./").unwrap_or(rel);
         if let Some((anchor, rest)) = rel.split_once("/./") {
             let dir = resolve::locate(root, Path::new(""), 0, anchor)?;
-            if dir.missing.is_empty() && dir.kind == sys::Kind::Directory {
+            if dir.missing.is_empty() && dir.kind == system::Kind::Directory {
                 let dir_shown = dir.shown();
                 let pin = Pin::new(dir.existing, dir_shown, Prepare::Nothing);
                 let word = pin.word(&format!("/./{rest}"));
@@ -529,7 +531,7 @@ fn source_word(
         (rel, "")
     };
     if !tail.is_empty() {
-        if full.missing.is_empty() && full.kind == sys::Kind::Directory {
+        if full.missing.is_empty() && full.kind == system::Kind::Directory {
             let pin = Pin::new(full.existing, shown.clone(), Prepare::Nothing);
             let word = pin.word(tail);
             pins.push(pin);
@@ -553,7 +555,7 @@ fn source_word(
     // names the path the client asked for.
     let dir = resolve::locate(root, Path::new(""), 0, parent)
         .map_err(|e| e.replacen(&format!("{parent:?}"), &format!("{rel:?}"), 1))?;
-    if !dir.missing.is_empty() || dir.kind != sys::Kind::Directory {
+    if !dir.missing.is_empty() || dir.kind != system::Kind::Directory {
         return Ok((root_word(root, pins, &format!("/{rel}")), shown));
     }
     Ok((dir_word(root, pins, dir, &format!("/{leaf}")), shown))
@@ -573,7 +575,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
     let trailing = if dest.ends_with('/') { "/" } else { "" };
     let loc = resolve::locate(root, Path::new(""), 0, dest)?;
     let shown = loc.shown();
-    if loc.missing.is_empty() && loc.kind == sys::Kind::Directory {
+    if loc.missing.is_empty() && loc.kind == system::Kind::Directory {
         // An existing directory: the directory itself.
         let base = loc.existing_rel.clone();
         let exec = dir_word(
@@ -599,7 +601,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
         let trimmed = dest.trim_end_matches('/');
         let (parent, leaf) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
         let dir = resolve::locate(root, Path::new(""), 0, parent)?;
-        if !dir.missing.is_empty() || dir.kind != sys::Kind::Directory {
+        if !dir.missing.is_empty() || dir.kind != system::Kind::Directory {
             return Err(format!("{dest:?}: its directory does not exist"));
         }
         let base = dir.existing_rel.clone();
@@ -689,9 +691,9 @@ fn path_option(
     .map_err(err)?;
     let shown = loc.shown();
     let exists = loc.missing.is_empty();
-    let is_dir = loc.kind == sys::Kind::Directory;
+    let is_dir = loc.kind == system::Kind::Directory;
     let pin = match (name, exists) {
-        ("files-from", true) if loc.kind == sys::Kind::File => {
+        ("files-from", true) if loc.kind == system::Kind::File => {
             Pin::new(loc.existing, shown, Prepare::Nothing)
         }
         ("files-from", _) => return Err(err(format!("{shown:?} is not an existing file"))),
@@ -715,7 +717,7 @@ fn path_option(
         }
         ("compare-dest" | "copy-dest" | "link-dest", false) => {
             // Any descriptor reserves the number; the empty directory replaces it at exec.
-            let reserve = sys::dup(&root.fd).map_err(|e| err(e.desc().to_string()))?;
+            let reserve = system::dup(&root.fd).map_err(|e| err(e.desc().to_string()))?;
             Pin::new(reserve, shown, Prepare::EmptyDir)
         }
         _ => return Err(err(format!("{shown:?} does not exist"))),

@@ -24,7 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::sys;
+use crate::system;
 
 /// The work one request's wildcards may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,10 +249,10 @@ pub fn expand(
         for prefix in &results {
             budget.check_clock()?;
             // Unreadable or missing directories simply match nothing, as in a shell.
-            let Ok(dir) = sys::open_beneath(root, prefix) else {
+            let Ok(dir) = system::open_beneath(root, prefix) else {
                 continue;
             };
-            let Ok(names) = sys::list_dir(&dir) else {
+            let Ok(names) = system::list_dir(&dir) else {
                 continue;
             };
             budget.charge_entries(names.len())?;
@@ -477,7 +477,7 @@ mod tests {
             ));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).unwrap();
-            let fd = sys::open_dir(&path).unwrap();
+            let fd = system::open_dir(&path).unwrap();
             Scratch { path, fd }
         }
 

@@ -90,7 +90,7 @@ impl Ruleset {
     ///
     /// `WriteOnly` gets the same rights as `ReadWrite`: rsync's receiver reads the files it
     /// already has to compute deltas, so "no read" cannot be expressed here; write-only is
-    /// enforced by the option vetting instead (check.rs).
+    /// enforced by the option vetting instead (`decide`).
     ///
     /// `root` must exist (the caller checked it). Other paths that don't exist on this system
     /// are left out; system paths are resolved (symlinks, `..`) and listed once, as Landlock

@@ -3,6 +3,9 @@
 //! execve. Every other module forbids `unsafe`; here each `unsafe` block says why it is
 //! sound.
 
+pub mod identity;
+pub mod passwd;
+
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -69,9 +72,9 @@ pub enum SysError {
 }
 
 /// The ids the kernel holds for this process: real uid and gid, supplementary groups.
-pub fn kernel_ids() -> Result<crate::identity::KernelIds, SysError> {
+pub fn kernel_ids() -> Result<crate::system::identity::KernelIds, SysError> {
     let groups = nix::unistd::getgroups().map_err(|e| SysError::Io("getgroups".into(), e))?;
-    Ok(crate::identity::KernelIds {
+    Ok(crate::system::identity::KernelIds {
         uid: Uid::current().as_raw(),
         gid: Gid::current().as_raw(),
         groups: groups.into_iter().map(Gid::as_raw).collect(),
@@ -84,8 +87,9 @@ pub fn kernel_ids() -> Result<crate::identity::KernelIds, SysError> {
 /// and source in the denial.
 pub fn current_account() -> Result<Account, SysError> {
     let ids = kernel_ids()?;
-    let resolved = crate::identity::of_process(&ids, &crate::identity::Lookup::system())
-        .map_err(|e| SysError::Identity(e.to_string()))?;
+    let resolved =
+        crate::system::identity::of_process(&ids, &crate::system::identity::Lookup::system())
+            .map_err(|e| SysError::Identity(e.to_string()))?;
     if resolved.used_getent() {
         crate::log::send(
             &format!(
@@ -105,7 +109,7 @@ pub fn current_account() -> Result<Account, SysError> {
 /// Look an account up by name (`--test --user U`): /etc/passwd, else `getent passwd -- U`
 /// in a sealed child (identity.rs).
 pub fn account_by_name(name: &str) -> Result<Option<Account>, SysError> {
-    crate::identity::by_name(name, &crate::identity::Lookup::system())
+    crate::system::identity::by_name(name, &crate::system::identity::Lookup::system())
         .map(|r| r.map(|r| r.account))
         .map_err(|e| SysError::Identity(e.to_string()))
 }
@@ -173,13 +177,13 @@ pub fn current_uid() -> u32 {
 /// taking U's file-system identity (fsuid/fsgid and groups) in this process, which never
 /// execs anything afterwards.
 pub fn assume_fs_identity(account: &Account) -> Result<(), SysError> {
-    let all = crate::passwd::groups();
+    let all = crate::system::passwd::groups();
     let gids: Vec<Gid> = std::iter::once(account.gid)
         .chain(
             account
                 .groups
                 .iter()
-                .filter_map(|name| crate::passwd::gid_of(name, &all)),
+                .filter_map(|name| crate::system::passwd::gid_of(name, &all)),
         )
         .map(Gid::from_raw)
         .collect();

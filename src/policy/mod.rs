@@ -7,6 +7,9 @@
 //! writable by group or others, checked at every load.
 #![forbid(unsafe_code)]
 
+pub mod net;
+pub mod trust;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +22,7 @@ use std::sync::OnceLock;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::net::Cidr;
+use crate::policy::net::Cidr;
 
 /// The default config path; no environment variable changes it (an account could set
 /// one through ~/.ssh/environment or ~/.pam_environment).
@@ -1361,8 +1364,7 @@ fn common_key(a: &Layer, b: &Layer) -> Option<&'static str> {
     None
 }
 
-/// The trusted-file checks live in `trust`; callers keep using the two functions below.
-use crate::trust;
+// The trusted-file checks live in `trust`; callers keep using the two functions below.
 
 /// Read a file that must be owned by root and not writable by group or others, in
 /// directories only root can change (the config, a key's `--config`, `daemon_config`):

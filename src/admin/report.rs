@@ -13,7 +13,7 @@ use crate::cli::KeyFlags;
 use crate::command::quote;
 use crate::log::escape_for_terminal;
 use crate::policy::{self, Config, ConfigError, Policy};
-use crate::sys::{self, Account};
+use crate::system::{self, Account};
 use crate::{evaluate, Evaluation, Failure, Form, Input, EXIT_CONFIG, EXIT_DENIED, EXIT_USAGE};
 
 /// The words of `--secluded`: `\0`-separated, starting with `rsync`, optionally ending
@@ -37,12 +37,12 @@ fn secluded_words(spelled: &str) -> Result<Vec<Vec<u8>>, String> {
 
 fn account_for(user: Option<&str>) -> Result<Account, String> {
     match user {
-        Some(name) => match sys::account_by_name(name) {
+        Some(name) => match system::account_by_name(name) {
             Ok(Some(a)) => Ok(a),
             Ok(None) => Err(format!("no such user: {name}")),
             Err(e) => Err(e.to_string()),
         },
-        None => sys::current_account().map_err(|e| e.to_string()),
+        None => system::current_account().map_err(|e| e.to_string()),
     }
 }
 
@@ -119,8 +119,8 @@ pub fn test(
             return EXIT_USAGE;
         }
     };
-    if user.is_some() && sys::current_uid() == 0 && account.uid != 0 {
-        if let Err(e) = sys::assume_fs_identity(&account) {
+    if user.is_some() && system::current_uid() == 0 && account.uid != 0 {
+        if let Err(e) = system::assume_fs_identity(&account) {
             say(&format!(
                 "rshell: cannot check paths as {}: {e}",
                 account.name
@@ -230,11 +230,11 @@ fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
         out.push(format!("lock: {}", lock_text(plan)));
         for pin in &plan.pins {
             let when = match &pin.prepare {
-                crate::resolve::Prepare::Nothing => String::new(),
-                crate::resolve::Prepare::CreateDirs { names, .. } => {
+                crate::decide::resolve::Prepare::Nothing => String::new(),
+                crate::decide::resolve::Prepare::CreateDirs { names, .. } => {
                     format!(" (created at run time: {})", names.join("/"))
                 }
-                crate::resolve::Prepare::EmptyDir => {
+                crate::decide::resolve::Prepare::EmptyDir => {
                     " (missing: an empty unnamed directory at run time)".to_string()
                 }
             };
@@ -264,16 +264,16 @@ fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
     out
 }
 
-fn lock_text(plan: &crate::check::ExecPlan) -> String {
+fn lock_text(plan: &crate::decide::ExecPlan) -> String {
     let root = plan.locked.as_ref().map_or_else(
         || "the configured root".to_string(),
         |r| r.path.display().to_string(),
     );
     match plan.lock {
-        Some(crate::sys::LockKind::Exclusive) => {
+        Some(crate::system::LockKind::Exclusive) => {
             format!("exclusive lock on {root} (taken before resolving)")
         }
-        Some(crate::sys::LockKind::Shared) => {
+        Some(crate::system::LockKind::Shared) => {
             format!("shared lock on {root} (taken before resolving)")
         }
         None => "none (lock = false with munge_links = true)".to_string(),
@@ -332,14 +332,14 @@ pub fn policy(user: Option<&str>, config: Option<&Path>) -> i32 {
     }
     let path = config.unwrap_or(Path::new(policy::DEFAULT_CONFIG));
     let account = match user {
-        Some(name) => match sys::account_by_name(name) {
+        Some(name) => match system::account_by_name(name) {
             Ok(a) => a,
             Err(e) => {
                 say(&format!("rshell: {e}"));
                 return EXIT_USAGE;
             }
         },
-        None => match sys::current_account() {
+        None => match system::current_account() {
             Ok(a) => Some(a),
             Err(e) => {
                 say(&format!("rshell: {e}"));

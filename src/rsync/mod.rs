@@ -5,6 +5,9 @@
 //! exact spellings; anything not in the table is refused with its name.
 #![forbid(unsafe_code)]
 
+pub mod daemon;
+pub mod version;
+
 use crate::command::Word;
 
 /// What the value of an option looks like.
@@ -51,7 +54,7 @@ pub enum PathBase {
 
 /// What an option does to existing files on the server: the promises of the policy
 /// (read-only, write-only, `delete = false`, `overwrite = false`) refuse options by these
-/// effects (see `check::refused_by_policy`), not by name.
+/// effects (see `decide::refused_by_policy`), not by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// Changes nothing that a promise covers.

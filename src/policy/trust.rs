@@ -318,7 +318,7 @@ mod tests {
     /// Root is needed to own the test tree; without it the test fails unless
     /// RSHELL_ALLOW_SKIP=1 (the convention of tests/common's `needs`).
     fn root() -> bool {
-        if crate::sys::current_uid() == 0 {
+        if crate::system::current_uid() == 0 {
             return true;
         }
         if std::env::var_os("RSHELL_ALLOW_SKIP").is_some_and(|v| v == "1") {

@@ -552,7 +552,7 @@ mod tests {
 
     /// Real output of `sshd -T -C user=root,host=localhost,addr=127.0.0.1` on a stock
     /// Debian 12 server (OpenSSH 9.2p1, unmodified /etc/ssh/sshd_config).
-    const DEBIAN12: &str = include_str!("../tests/data/sshd-T-debian12.txt");
+    const DEBIAN12: &str = include_str!("../../tests/data/sshd-T-debian12.txt");
 
     /// `sample` with the line of each `key` replaced by `key value`.
     fn with(sample: &str, changes: &[(&str, &str)]) -> String {

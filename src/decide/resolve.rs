@@ -21,7 +21,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use crate::command::Word;
-use crate::sys;
+use crate::system;
 
 /// Most names one wildcard word may expand to.
 pub const MAX_EXPANSION: usize = 1000;
@@ -46,7 +46,7 @@ impl Eq for Root {}
 impl Root {
     /// Open root; a missing root is a denial, never an implicit mkdir.
     pub fn open(path: &Path) -> Result<Root, String> {
-        match sys::open_dir(path) {
+        match system::open_dir(path) {
             Ok(fd) => Ok(Root {
                 path: path.to_path_buf(),
                 fd: Arc::new(fd),
@@ -61,7 +61,7 @@ impl Root {
     /// key's narrowed root): never re-resolved by its absolute name.
     pub fn beneath(&self, rel: &Path) -> Result<Root, String> {
         let path = self.path.join(rel);
-        match sys::open_dir_beneath(&self.fd, rel) {
+        match system::open_dir_beneath(&self.fd, rel) {
             Ok(fd) => Ok(Root {
                 path,
                 fd: Arc::new(fd),
@@ -163,7 +163,7 @@ pub struct Located {
     /// Its root-relative spelling as checked (for messages and `--test`).
     pub existing_rel: PathBuf,
     /// What it is.
-    pub kind: sys::Kind,
+    pub kind: system::Kind,
     /// The plain names after it that do not exist yet.
     pub missing: Vec<String>,
 }
@@ -209,7 +209,7 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
         let mut n = comps.len();
         let existing = loop {
             let prefix: PathBuf = comps[..n].iter().map(|(c, _)| c).collect();
-            match sys::open_beneath(&root.fd, &prefix) {
+            match system::open_beneath(&root.fd, &prefix) {
                 Ok(fd) => break (fd, prefix),
                 Err(Errno::ENOENT) if n > 0 => n -= 1,
                 Err(e) => return Err(resolve_error(shown, e)),
@@ -239,7 +239,7 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
             comps = comps[..n].iter().copied().chain(rest).collect();
             continue;
         }
-        let kind = sys::kind(&existing.0).map_err(|e| resolve_error(shown, e))?;
+        let kind = system::kind(&existing.0).map_err(|e| resolve_error(shown, e))?;
         let mut missing = Vec::new();
         for (c, _) in &rest {
             let Component::Normal(name) = c else {
@@ -250,7 +250,7 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
                 .ok_or_else(|| format!("{shown:?}: a name is not UTF-8"))?;
             missing.push(name.to_string());
         }
-        if !missing.is_empty() && kind != sys::Kind::Directory {
+        if !missing.is_empty() && kind != system::Kind::Directory {
             return Err(format!("{shown:?}: a component is not a directory"));
         }
         return Ok(Located {
@@ -324,13 +324,13 @@ pub fn suffix(names: &[String]) -> String {
 }
 
 /// Expand unquoted wildcards beneath root as a shell would (no match: the word stays
-/// literal), within the request's work budget (see glob.rs).
+/// literal), within the request's work budget (see `command::glob`).
 pub fn expand(
     root: &Root,
     mapped: &Mapped,
-    budget: &mut crate::glob::Budget,
+    budget: &mut crate::command::glob::Budget,
 ) -> Result<Vec<String>, String> {
-    crate::glob::expand(&root.fd, &mapped.rel, &mapped.active_glob, budget)
+    crate::command::glob::expand(&root.fd, &mapped.rel, &mapped.active_glob, budget)
         .map_err(|e| e.to_string())
 }
 

@@ -775,8 +775,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// (two getent children: passwd, group), median of 200 lookups each. The lookups run in a
 /// thread of their own that enters a private mount namespace (unshare(CLONE_NEWNS) acts
 /// on the calling thread), so its getent children see the test module without the cost of
-/// setting the namespace up per call. Printed for the record; bounded only loosely.
+/// setting the namespace up per call. A benchmark, not a timed test: it asserts what was
+/// looked up, prints the medians and their ratio, and runs on request
+/// (`cargo test --test identity -- --ignored identity_lookup_cost`).
 #[test]
+#[ignore = "benchmark: run with --ignored"]
 fn identity_lookup_cost_local_and_directory() {
     if !can_run() {
         return;
@@ -817,10 +820,9 @@ fn identity_lookup_cost_local_and_directory() {
     .join()
     .unwrap();
     eprintln!(
-        "identity lookup, median of 200: local account (files) {local:?}, directory account (getent passwd + getent group) {directory:?}"
+        "identity lookup, median of 200: local account (files) {local:?}, directory account (getent passwd + getent group) {directory:?}, ratio {:.1}",
+        directory.as_secs_f64() / local.as_secs_f64()
     );
-    assert!(local < Duration::from_millis(50), "{local:?}");
-    assert!(directory < Duration::from_secs(1), "{directory:?}");
 }
 
 /// unshare(CLONE_NEWNS) for the calling thread, make its mounts private, bind `mounts`.

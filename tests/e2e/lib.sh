@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2015,SC2016,SC2034,SC2153 # globals come from run.sh
-# Helpers for tests/e2e/run.sh: scenario bookkeeping, bounded command runners, tree
+# Helpers for tests/e2e/run.sh and load.sh: the private sshd, scenario bookkeeping, bounded command runners, tree
 # manifests, canaries. Sourced, not executed. Every external command that talks to the
 # network is wrapped in `timeout`; every loop is bounded.
 
@@ -279,4 +279,71 @@ syslog_since_mark_has() {
     sleep 0.1
   done
   why "no syslog record matching /$1/ (got: $(tail -n +"$((SYSLOG_AT + 1))" "$SYSLOG" | head -n 2 | cut -c1-200 | tr '\n' ' '))"
+}
+
+# ---- the private sshd (run.sh and load.sh) ------------------------------------------------------
+# port_open PORT: something accepts connections on 127.0.0.1:PORT (bash's /dev/tcp).
+port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' sh "$1" 2>/dev/null; }
+
+# write_sshd_config PORT ALLOW MAX_STARTUPS MAX_SESSIONS GRACE: $WORK/sshd_config for a
+# private sshd on 127.0.0.1:PORT that lets only the ALLOW accounts in, by key only.
+write_sshd_config() {
+  cat >"$WORK/sshd_config" <<EOF
+Port $1
+ListenAddress 127.0.0.1
+HostKey $WORK/hostkey
+PidFile $WORK/sshd.pid
+UsePAM yes
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers $2
+AuthorizedKeysFile .ssh/authorized_keys
+Subsystem sftp /usr/lib/openssh/sftp-server
+PermitUserRC no
+DisableForwarding yes
+PermitTunnel no
+PermitUserEnvironment no
+StrictModes no
+PrintMotd no
+PrintLastLog no
+MaxStartups $3
+MaxSessions $4
+LoginGraceTime $5
+LogLevel VERBOSE
+EOF
+  # OpenSSH 9.8+ would penalise the killed and refused connections the suites make on purpose.
+  printf 'PerSourcePenalties no\n' >>"$WORK/sshd_config"
+  /usr/sbin/sshd -t -f "$WORK/sshd_config" 2>/dev/null || sed -i '/^PerSourcePenalties/d' "$WORK/sshd_config"
+  /usr/sbin/sshd -t -f "$WORK/sshd_config" || die "sshd -t rejected the test config"
+}
+
+# start_private_sshd CONFIGURE LAUNCH: on up to five random free ports, CONFIGURE PORT writes
+# the config and LAUNCH starts sshd in the background in its own mount namespace, exec'ing in
+# place so that $! is sshd itself; waits for the port and the PidFile. Sets PORT, SSHD_PID.
+start_private_sshd() {
+  local configure=$1 launch=$2 p
+  for _ in 1 2 3 4 5; do
+    p=$((20000 + RANDOM % 40000))
+    port_open "$p" && continue
+    PORT=$p
+    "$configure" "$p"
+    : >"$WORK/sshd.log"
+    rm -f "$WORK/sshd.pid"
+    "$launch"
+    SSHD_PID=$!
+    for _ in $(seq 100); do
+      kill -0 "$SSHD_PID" 2>/dev/null || break
+      if port_open "$PORT" && [ -s "$WORK/sshd.pid" ]; then
+        [ "$(cat "$WORK/sshd.pid")" = "$SSHD_PID" ] || note "PidFile says $(cat "$WORK/sshd.pid"), started $SSHD_PID"
+        return 0
+      fi
+      sleep 0.1
+    done
+    kill "$SSHD_PID" 2>/dev/null; wait "$SSHD_PID" 2>/dev/null; SSHD_PID=""
+  done
+  cat "$WORK/sshd.log" >&2
+  die "private sshd did not start"
 }

@@ -318,56 +318,9 @@ ln -s /proc/self/fd/2 /dev/stderr
 ln -s "$W/devlog" /dev/log
 exec /usr/sbin/sshd -D -f "$W/sshd_config" -E "$W/sshd.log"
 EOF
-port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' sh "$1" 2>/dev/null; }
-start_sshd() {
-  PORT=$1
-  cat >"$WORK/sshd_config" <<EOF
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $WORK/hostkey
-PidFile $WORK/sshd.pid
-UsePAM yes
-AuthenticationMethods publickey
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin no
-AllowUsers rsld_*
-AuthorizedKeysFile .ssh/authorized_keys
-PermitUserRC no
-DisableForwarding yes
-PermitTunnel no
-PermitUserEnvironment no
-StrictModes no
-PrintMotd no
-PrintLastLog no
-MaxStartups 200
-MaxSessions 10
-LoginGraceTime 60
-LogLevel VERBOSE
-EOF
-  # OpenSSH 9.8+ would penalise the killed and refused connections of the fault tests.
-  printf 'PerSourcePenalties no\n' >>"$WORK/sshd_config"
-  /usr/sbin/sshd -t -f "$WORK/sshd_config" 2>/dev/null || sed -i '/^PerSourcePenalties/d' "$WORK/sshd_config"
-  : >"$WORK/sshd.log"
-  /usr/sbin/sshd -t -f "$WORK/sshd_config" || die "sshd -t rejected the test config"
-  unshare -m --propagation private /bin/sh "$WORK/ns-init.sh" "$WORK" &
-  SSHD_PID=$!
-  for _ in $(seq 100); do
-    kill -0 "$SSHD_PID" 2>/dev/null || return 1
-    port_open "$PORT" && [ -s "$WORK/sshd.pid" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-started=""
-for _ in 1 2 3 4 5; do
-  p=$((20000 + RANDOM % 40000))
-  port_open "$p" && continue
-  if start_sshd "$p"; then started=1; break; fi
-  kill "$SSHD_PID" 2>/dev/null; wait "$SSHD_PID" 2>/dev/null; SSHD_PID=""
-done
-[ -n "$started" ] || { cat "$WORK/sshd.log" >&2; die "private sshd did not start"; }
+configure_sshd() { write_sshd_config "$1" 'rsld_*' 200 10 60; }
+launch_sshd() { unshare -m --propagation private /bin/sh "$WORK/ns-init.sh" "$WORK" & }
+start_private_sshd configure_sshd launch_sshd
 note "private sshd pid $SSHD_PID on 127.0.0.1:$PORT; rshell under test: $BIN_SRC"
 # in_ns CMD...: run a command in sshd's mount namespace (the accounts' view).
 in_ns() { nsenter -t "$SSHD_PID" -m -- "$@"; }

@@ -338,61 +338,16 @@ if [ ! -e /dev/log ] && [ ! -L /dev/log ]; then
   note "created an empty /dev/log as bind-mount target (removed afterwards)"
 fi
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/hostkey" || die "host key"
-# port_open PORT: something accepts connections on 127.0.0.1:PORT (bash's /dev/tcp).
-port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' sh "$1" 2>/dev/null; }
-start_sshd() {
-  PORT=$1
-  cat >"$WORK/sshd_config" <<EOF
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $WORK/hostkey
-PidFile $WORK/sshd.pid
-UsePAM yes
-AuthenticationMethods publickey
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin no
-AllowUsers rse2e_*
-AuthorizedKeysFile .ssh/authorized_keys
-Subsystem sftp /usr/lib/openssh/sftp-server
-PermitUserRC no
-DisableForwarding yes
-PermitTunnel no
-PermitUserEnvironment no
-StrictModes no
-PrintMotd no
-PrintLastLog no
-MaxStartups 64
-MaxSessions 16
-LoginGraceTime 30
-LogLevel VERBOSE
-EOF
-  : >"$WORK/sshd.log"
-  /usr/sbin/sshd -t -f "$WORK/sshd_config" || die "sshd -t rejected the test config"
-  # unshare and sh exec in place: $! is sshd's own PID. Inside the namespace only:
-  # the test policy at /etc/rshell.toml and our syslog collector at /dev/log.
+configure_sshd() { write_sshd_config "$1" 'rse2e_*' 64 16 30; }
+# Inside the namespace only: the test policy at /etc/rshell.toml and our syslog collector
+# at /dev/log.
+launch_sshd() {
   unshare -m --propagation private /bin/sh -c \
     'mount --bind "$1" /etc/rshell.toml && mount --bind "$4" /dev/log &&
      exec /usr/sbin/sshd -D -f "$2" -E "$3"' \
     sh "$CONF" "$WORK/sshd_config" "$WORK/sshd.log" "$WORK/devlog" &
-  SSHD_PID=$!
-  for _ in $(seq 100); do
-    kill -0 "$SSHD_PID" 2>/dev/null || return 1
-    port_open "$PORT" && [ -s "$WORK/sshd.pid" ] && return 0
-    sleep 0.1
-  done
-  return 1
 }
-started=""
-for _ in 1 2 3 4 5; do
-  p=$((20000 + RANDOM % 40000))
-  port_open "$p" && continue
-  if start_sshd "$p"; then started=1; break; fi
-  kill "$SSHD_PID" 2>/dev/null; wait "$SSHD_PID" 2>/dev/null; SSHD_PID=""
-done
-[ -n "$started" ] || { cat "$WORK/sshd.log" >&2; die "private sshd did not start"; }
-[ "$(cat "$WORK/sshd.pid")" = "$SSHD_PID" ] || note "PidFile says $(cat "$WORK/sshd.pid"), started $SSHD_PID"
+start_private_sshd configure_sshd launch_sshd
 note "private sshd pid $SSHD_PID on 127.0.0.1:$PORT; rshell under test: $BIN_SRC ($(stat -c %s "$BIN_SRC") bytes)"
 note "setup took $((SECONDS - T0)) s"
 

@@ -2,7 +2,8 @@
 //! become a [`Mode`]. No file-system access, no environment reads here.
 #![forbid(unsafe_code)]
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::policy::Access;
@@ -38,15 +39,17 @@ pub enum Mode {
         key: KeyFlags,
     },
     Test {
-        command: String,
+        /// The command as bytes: a client's command need not be UTF-8 (Latin-1 names).
+        command: OsString,
         user: Option<String>,
         from: Option<String>,
         key: Option<KeyFlags>,
         config: Option<PathBuf>,
         json: bool,
         /// `--secluded WORDS`: the words a secluded-args client (`rsync -s`, BackupPC)
-        /// writes on standard input, NUL bytes spelled `\0` (`rsync\0.\0/\0\0`).
-        secluded: Option<String>,
+        /// writes on standard input, NUL bytes spelled `\0` (`rsync\0.\0/\0\0`); bytes,
+        /// like the command.
+        secluded: Option<OsString>,
     },
     Policy {
         user: Option<String>,
@@ -118,7 +121,7 @@ pub fn parse(args: &[OsString], forced: bool) -> Result<Mode, UsageError> {
         }
         let command = rest[1].clone();
         if let Some(words) = nested_words(&command) {
-            let key = parse_key_flags(&words)?;
+            let key = parse_key_flags(&words?)?;
             if key.config.is_some() {
                 return Err(UsageError(
                     "--config is not allowed in a nested rshell command".into(),
@@ -128,12 +131,11 @@ pub fn parse(args: &[OsString], forced: bool) -> Result<Mode, UsageError> {
         }
         return Ok(Mode::LoginShell { command });
     }
-    let words = strings(&rest)?;
-    if names_admin_mode(&words) {
-        return admin(&words);
+    if names_admin_mode(&rest) {
+        return admin(&rest);
     }
     Ok(Mode::Standalone {
-        key: parse_key_flags(&words)?,
+        key: parse_key_flags(&strings(&rest)?)?,
     })
 }
 
@@ -150,11 +152,14 @@ const VALUE_OPTIONS: &[&str] = &[
 ];
 
 /// Whether an admin mode is named outside an option's value.
-fn names_admin_mode(words: &[String]) -> bool {
+fn names_admin_mode(words: &[&OsString]) -> bool {
     let mut i = 0;
     while i < words.len() {
-        let w = words[i].as_str();
-        let name = w.split_once('=').map_or(w, |(n, _)| n);
+        // An option name is UTF-8; its `=value` (`--test=CMD`) may be any bytes.
+        let raw = words[i].as_bytes();
+        let name = raw.split(|&b| b == b'=').next().unwrap_or_default();
+        let name = std::str::from_utf8(name).unwrap_or_default();
+        let w = words[i].to_str().unwrap_or_default();
         if ADMIN_MODES.contains(&name) || matches!(w, "--help" | "-h" | "--version" | "-V") {
             return true;
         }
@@ -167,25 +172,31 @@ fn names_admin_mode(words: &[String]) -> bool {
 }
 
 fn strings(args: &[&OsString]) -> Result<Vec<String>, UsageError> {
-    args.iter()
-        .map(|a| {
-            a.to_str()
-                .map(str::to_string)
-                .ok_or_else(|| UsageError("arguments must be UTF-8".into()))
-        })
-        .collect()
+    args.iter().map(|a| utf8(a)).collect()
+}
+
+/// One argument as text: key flags, directories and admin option values must be UTF-8
+/// (only a client command, `--test`'s and `--secluded`'s values, is bytes).
+fn utf8(arg: &OsStr) -> Result<String, UsageError> {
+    arg.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| UsageError("arguments must be UTF-8".into()))
 }
 
 /// If the command string is itself an rshell invocation (`rshell ...` or a path ending
-/// in `/rshell`), its words after the program.
-fn nested_words(command: &OsString) -> Option<Vec<String>> {
-    let words = crate::command::split(command.as_encoded_bytes()).ok()?;
-    let program = &words.first()?.text;
-    if is_rshell(program) {
-        Some(words[1..].iter().map(|w| w.text.clone()).collect())
-    } else {
-        None
+/// in `/rshell`), its words after the program (which must be UTF-8 key flags).
+fn nested_words(command: &OsString) -> Option<Result<Vec<String>, UsageError>> {
+    let words = crate::command::split(command.as_bytes()).ok()?;
+    let program = words.first()?.utf8()?;
+    if !is_rshell(program) {
+        return None;
     }
+    Some(
+        words[1..]
+            .iter()
+            .map(|w| utf8(OsStr::from_bytes(&w.text)))
+            .collect(),
+    )
 }
 
 /// Is this program name or path rshell itself (a nested key, or a login shell in passwd)?
@@ -244,43 +255,56 @@ pub fn parse_key_flags(words: &[String]) -> Result<KeyFlags, UsageError> {
 #[derive(Default)]
 struct AdminArgs {
     mode: Option<&'static str>,
-    command: Option<String>,
+    command: Option<OsString>,
     user: Option<String>,
     from: Option<String>,
     key: Option<KeyFlags>,
     config: Option<PathBuf>,
     sshd_config: Option<PathBuf>,
-    secluded: Option<String>,
+    secluded: Option<OsString>,
     json: bool,
     strict: bool,
 }
 
-fn admin(words: &[String]) -> Result<Mode, UsageError> {
+fn admin(words: &[&OsString]) -> Result<Mode, UsageError> {
     let mut a = AdminArgs::default();
     let mut i = 0;
     while i < words.len() {
-        let word = words[i].as_str();
+        let raw = words[i].as_bytes();
         i += 1;
-        // `--name=value` as well as `--name value`.
-        let (name, inline) = match word.split_once('=') {
-            Some((n, v)) if n.starts_with("--") && VALUE_OPTIONS.contains(&n) => (n, Some(v)),
-            _ => (word, None),
+        // `--name=value` as well as `--name value`; the name is UTF-8, the value bytes.
+        let split = raw.iter().position(|&b| b == b'=').and_then(|at| {
+            let n = std::str::from_utf8(&raw[..at]).ok()?;
+            (n.starts_with("--") && VALUE_OPTIONS.contains(&n)).then(|| (n, &raw[at + 1..]))
+        });
+        let (name, inline) = match split {
+            Some((n, v)) => (n, Some(v)),
+            None => match std::str::from_utf8(raw) {
+                Ok(word) => (word, None),
+                Err(_) => {
+                    return Err(UsageError(format!(
+                        "unknown argument {}",
+                        crate::command::show(raw)
+                    )))
+                }
+            },
         };
-        let mut value = || -> Result<String, UsageError> {
+        let mut value = || -> Result<OsString, UsageError> {
             if let Some(v) = inline {
-                return Ok(v.to_string());
+                return Ok(OsStr::from_bytes(v).to_os_string());
             }
             let v = words
                 .get(i)
                 .ok_or_else(|| UsageError(format!("{name} needs a value")))?;
             // `--key` values are flags themselves (`--key '-ro DIR'`).
-            if v.starts_with('-') && name != "--key" {
+            if v.as_bytes().starts_with(b"-") && name != "--key" {
                 return Err(UsageError(format!(
-                    "{name} needs a value, got the option {v}"
+                    "{name} needs a value, got the option {}",
+                    crate::command::show(v.as_bytes())
                 )));
             }
             i += 1;
-            Ok(v.clone())
+            Ok(OsString::from(*v))
         };
         fn once<T>(slot: &mut Option<T>, v: T, name: &str) -> Result<(), UsageError> {
             if slot.is_some() {
@@ -305,19 +329,19 @@ fn admin(words: &[String]) -> Result<Mode, UsageError> {
                 }
             }
             "--user" => {
-                let v = value()?;
+                let v = utf8(&value()?)?;
                 once(&mut a.user, v, name)?
             }
             "--from" => {
-                let v = value()?;
+                let v = utf8(&value()?)?;
                 once(&mut a.from, v, name)?
             }
             "--config" => {
-                let v = value()?;
+                let v = utf8(&value()?)?;
                 once(&mut a.config, PathBuf::from(v), name)?
             }
             "--sshd-config" => {
-                let v = value()?;
+                let v = utf8(&value()?)?;
                 once(&mut a.sshd_config, PathBuf::from(v), name)?
             }
             "--secluded" => {
@@ -328,12 +352,15 @@ fn admin(words: &[String]) -> Result<Mode, UsageError> {
                 let text = value()?;
                 let words = crate::command::split(text.as_bytes())
                     .map_err(|e| UsageError(format!("--key: {e}")))?;
-                let words: Vec<String> = words.into_iter().map(|w| w.text).collect();
+                let words = words
+                    .iter()
+                    .map(|w| utf8(OsStr::from_bytes(&w.text)))
+                    .collect::<Result<Vec<String>, _>>()?;
                 once(&mut a.key, parse_key_flags(&words)?, name)?;
             }
             "--json" => a.json = true,
             "--strict" => a.strict = true,
-            _ => return Err(UsageError(format!("unknown argument {word}"))),
+            _ => return Err(UsageError(format!("unknown argument {name}"))),
         }
     }
     let mode = a
@@ -449,6 +476,62 @@ mod tests {
         assert!(matches!(m, Mode::Test { user: Some(u), json: true, .. } if u == "bob"));
         assert!(parse(&args(&["rshell", "--check", "--json"]), false).is_err());
         assert!(parse(&args(&["rshell", "--test"]), false).is_err());
+    }
+
+    /// A client's command is bytes (a Latin-1 client's names): `-c` and `--test` keep them;
+    /// key flags and admin option values stay text.
+    #[test]
+    fn commands_are_bytes_and_flags_are_text() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let command = bytes(b"rsync --server . caf\xe9/");
+        let m = parse(&[bytes(b"rshell"), bytes(b"-c"), command.clone()], false).unwrap();
+        assert_eq!(
+            m,
+            Mode::LoginShell {
+                command: command.clone()
+            }
+        );
+        let m = parse(
+            &[
+                bytes(b"rshell"),
+                bytes(b"--test"),
+                command.clone(),
+                bytes(b"--secluded"),
+                bytes(b"rsync\\0.\\0\xff\\0"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert!(
+            matches!(&m, Mode::Test { command: c, secluded: Some(s), .. } if *c == command && s.as_bytes() == b"rsync\\0.\\0\xff\\0"),
+            "{m:?}"
+        );
+        let m = parse(&[bytes(b"rshell"), bytes(b"--test=rsync \xe9")], false).unwrap();
+        assert!(
+            matches!(&m, Mode::Test { command: c, .. } if c.as_bytes() == b"rsync \xe9"),
+            "{m:?}"
+        );
+        for argv in [
+            &[&b"rshell"[..], b"--test", b"x", b"--user", b"b\xe9b"][..],
+            &[b"rshell", b"--test", b"x", b"--config=/etc/r\xe9.toml"],
+            &[b"rshell", b"-ro", b"d\xe9"],
+            &[b"rshell", b"-c", b"rshell -ro d\xe9"],
+        ] {
+            let argv: Vec<OsString> = argv.iter().map(|a| bytes(a)).collect();
+            let e = parse(&argv, true).unwrap_err();
+            assert_eq!(e.to_string(), "arguments must be UTF-8", "{argv:?}");
+        }
+        let e = parse(
+            &[
+                bytes(b"rshell"),
+                bytes(b"--test"),
+                bytes(b"x"),
+                bytes(b"--j\xe9son"),
+            ],
+            false,
+        );
+        assert_eq!(e.unwrap_err().to_string(), "unknown argument --j\\xe9son");
     }
 
     #[test]

@@ -166,9 +166,10 @@ pub struct Decision<'a> {
     pub landlock: String,
     /// Already escaped and capped by the caller (`escape_bytes(.., MAX_LOGGED_COMMAND)`).
     pub command: String,
-    /// The vetted paths, raw: `line()` escapes each and logs them in full, after the
-    /// capped command, so a long option can never push a path out of the record.
-    pub paths: Vec<String>,
+    /// The vetted paths, raw bytes (a name need not be UTF-8): `line()` escapes each and
+    /// logs them in full, after the capped command, so a long option can never push a
+    /// path out of the record.
+    pub paths: Vec<Vec<u8>>,
 }
 
 impl Decision<'_> {
@@ -199,7 +200,7 @@ impl Decision<'_> {
             if i > 0 {
                 line.push(' ');
             }
-            let _ = write!(line, "\"{}\"", escape(path, usize::MAX));
+            let _ = write!(line, "\"{}\"", escape_bytes(path, usize::MAX));
         }
         line
     }
@@ -552,6 +553,7 @@ mod tests {
             paths: vec![
                 "/srv/backup/alice/dest".into(),
                 "/srv/a \"b\"\n\u{202e}c".into(),
+                b"/srv/caf\xe9 \xff".to_vec(),
             ],
             ..Default::default()
         };
@@ -559,7 +561,9 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(line.contains(&format!("{TRUNCATED}\" paths=")), "{line}");
         assert!(
-            line.ends_with(" paths=\"/srv/backup/alice/dest\" \"/srv/a \\\"b\\\"\\x0a\\u{202e}c\""),
+            line.ends_with(
+                " paths=\"/srv/backup/alice/dest\" \"/srv/a \\\"b\\\"\\x0a\\u{202e}c\" \"/srv/caf\\xe9 \\xff\""
+            ),
             "{line}"
         );
         assert!(line.contains(" section=\"users.alice\\\"x\" "), "{line}");

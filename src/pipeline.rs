@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{self, KeyFlags, Mode};
@@ -214,22 +215,23 @@ fn decide_with(
 /// on standard input). `--iconv` in that form is refused: the words would arrive in the
 /// client's charset. Any other use of `-s` is left to the option table, which refuses it.
 fn secluded_form(words: &[command::Word]) -> Result<bool, Failure> {
-    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
-    let at = if texts.get(2) == Some(&"--sender") {
+    let texts: Vec<&[u8]> = words.iter().map(|w| w.text.as_slice()).collect();
+    let at = if texts.get(2) == Some(&&b"--sender"[..]) {
         3
     } else {
         2
     };
-    if texts.get(1) != Some(&"--server")
-        || !texts
+    if texts.get(1) != Some(&&b"--server"[..])
+        || !words
             .get(at)
-            .is_some_and(|b| secluded::is_secluded_bundle(b))
+            .and_then(command::Word::utf8)
+            .is_some_and(secluded::is_secluded_bundle)
     {
         return Ok(false);
     }
     match &texts[at + 1..] {
         [] => Ok(true),
-        [iconv] if iconv.starts_with("--iconv") => Err(Failure::Denied(
+        [iconv] if iconv.starts_with(b"--iconv") => Err(Failure::Denied(
             "--iconv is refused with secluded arguments (the words would arrive in the client's charset)".into(),
         )),
         _ => Ok(false),
@@ -370,13 +372,13 @@ pub fn run(args: Vec<OsString>, ctx: SshContext) -> i32 {
             json,
             secluded,
         } => admin::report::test(
-            &command,
+            command.as_bytes(),
             user.as_deref(),
             from.as_deref(),
             key.as_ref(),
             config.as_deref(),
             json,
-            secluded.as_deref(),
+            secluded.as_ref().map(|s| s.as_bytes()),
         ),
         Mode::Policy { user, config } => admin::report::policy(user.as_deref(), config.as_deref()),
         // `--sshd-config` and `--user` are parsed (see cli::Mode::Check) for admin::lint::check.

@@ -153,6 +153,110 @@ fn test_mode_json_is_one_object_with_the_plan() {
     assert!(v["plan"].is_null());
 }
 
+/// `--test` with a command from a Latin-1 client: the names are raw bytes (`é` = 0xE9,
+/// `ÿ` = 0xFF), passed to rshell as they are; the plan hands rsync exactly those bytes,
+/// and the report shows them with the log's escaping, never converted.
+#[test]
+fn test_mode_takes_a_latin1_command_as_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if !is_root() {
+        return;
+    }
+    let (_d, cfg, root) = setup("");
+    std::fs::create_dir(std::path::Path::new(&root).join(OsStr::from_bytes(b"caf\xe9"))).unwrap();
+    std::fs::write(
+        std::path::Path::new(&root).join(OsStr::from_bytes(b"caf\xe9/n\xff")),
+        b"x",
+    )
+    .unwrap();
+    let run = |command: &[u8], json: bool| {
+        let mut c = Command::new(common::binary());
+        c.arg("--test")
+            .arg(OsStr::from_bytes(command))
+            .args(["--user", "root", "--config", &cfg])
+            .env_clear();
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    // A push into the Latin-1 directory: rsync gets the pinned directory itself.
+    let out = run(b"rsync --server -logDtpre.iLsfxCIvu . caf\xe9/", false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        std::str::from_utf8(&out.stdout).is_ok(),
+        "the report is text"
+    );
+    let t = text(&out);
+    assert!(t.contains("verdict: allow"), "{t}");
+    assert!(t.contains(" -- . \"<caf\\xe9>/\"\n"), "{t}");
+    assert!(
+        t.contains(" = \"caf\\xe9\"\n"),
+        "the pin shows its bytes escaped: {t}"
+    );
+    // A pull of a file named with a trailing 0xFF: the name follows its pinned parent.
+    let out = run(
+        b"rsync --server --sender -logDtpre.iLsfxCIvu . caf\xe9/n\xff",
+        true,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "allow");
+    let argv = v["plan"]["argv"].as_array().unwrap();
+    let last = argv.last().unwrap().as_str().unwrap();
+    assert!(
+        last.starts_with("/proc/self/fd/") && last.ends_with("/n\\xff"),
+        "{last}"
+    );
+    assert_eq!(
+        v["plan"]["shown_argv"].as_array().unwrap().last().unwrap(),
+        "<caf\\xe9>/n\\xff"
+    );
+    assert_eq!(v["plan"]["paths"][0], "caf\\xe9/n\\xff");
+    // The attack twin: the Latin-1 name does not carry `..` out of the root; the reason
+    // names the path with its bytes escaped.
+    let out = run(
+        b"rsync --server -logDtpre.iLsfxCIvu . caf\xe9/../../x\xe9/",
+        false,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("reason: \"caf\\xe9/../../x\\xe9/\" leads outside root"),
+        "{t}"
+    );
+    // A value that is not a path must be text: the refusal names the option.
+    let out = run(
+        b"rsync --server -blogDtpre.iLsfxCIvu --suffix=~\xe9 . caf\xe9/",
+        false,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("reason: the value of --suffix is not valid UTF-8"),
+        "{}",
+        text(&out)
+    );
+    // Secluded words (`rsync -s`) are bytes as well.
+    let out = Command::new(common::binary())
+        .args([
+            "--test",
+            "rsync --server -slogDtpre.iLsfxCIvu",
+            "--secluded",
+        ])
+        .arg(OsStr::from_bytes(b"rsync\\0.\\0caf\xe9/\\0\\0"))
+        .args(["--user", "root", "--config", &cfg])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(" -- . \"<caf\\xe9>/\"\n"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn test_mode_with_a_forced_key_uses_the_key_as_authority() {
     if !is_root() {

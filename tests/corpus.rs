@@ -1,11 +1,62 @@
 //! Every command string of the shared corpus (253 captured from rsync 3.5.0 clients)
 //! with its expected verdict under the reference policy (`common::REFERENCE`:
 //! read-write root, deletions allowed, no daemon). The table is `tests/corpus-verdicts.tsv`;
-//! each line: `allow` or `deny: <reason fragment>`, TAB, the exact command string.
+//! each line: `allow` or `deny: <reason fragment>`, TAB, the exact command string. A few
+//! hand-written lines follow: a Latin-1 client's names, spelled `\xNN` for the raw byte.
 mod common;
 
-use common::{World, REFERENCE};
-use rshell::Failure;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use common::{account, World, REFERENCE};
+use rshell::{decide_command, decide_secluded, Failure, Form, Input};
+
+/// A column as bytes: `\xNN` is the byte 0xNN, everything else as written.
+fn bytes(spelled: &str) -> Vec<u8> {
+    let s = spelled.as_bytes();
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex = s
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (
+            s[i],
+            s.get(i + 1),
+            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'\\', Some(b'x'), Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The secluded words of a stdin column (`rsync\0.\0dest/\0\0`) as bytes: the words after
+/// the leading `rsync` (as `secluded::read_words` returns them), terminator dropped.
+fn secluded_words(spelled: &str) -> Vec<Vec<u8>> {
+    let spelled = bytes(spelled);
+    let mut words: Vec<Vec<u8>> = Vec::new();
+    let mut rest = spelled.as_slice();
+    while let Some(at) = rest.windows(2).position(|w| w == b"\\0") {
+        words.push(rest[..at].to_vec());
+        rest = &rest[at + 2..];
+    }
+    words.push(rest.to_vec());
+    while words.last().is_some_and(|w| w.is_empty()) {
+        words.pop();
+    }
+    assert_eq!(words.first().map(Vec::as_slice), Some(&b"rsync"[..]));
+    words.remove(0);
+    words
+}
 
 #[test]
 fn every_corpus_string_gets_its_labelled_verdict() {
@@ -18,7 +69,12 @@ fn every_corpus_string_gets_its_labelled_verdict() {
     for f in ["remote/list.txt", "srv/list.txt", "srv/list0.txt"] {
         std::fs::write(world.root.join(f), "a.txt\n").unwrap();
     }
+    // The Latin-1 lines' names: a directory `caf\xe9/` holding `n\xff`.
+    let latin1 = world.root.join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir(&latin1).unwrap();
+    std::fs::write(latin1.join(OsStr::from_bytes(b"n\xff")), "x").unwrap();
     let policy = world.policy(REFERENCE);
+    let account = account(&world.home);
     let table = include_str!("corpus-verdicts.tsv");
     let mut checked = 0;
     let mut wrong = Vec::new();
@@ -31,9 +87,18 @@ fn every_corpus_string_gets_its_labelled_verdict() {
             Some((c, s)) => (c, Some(s)),
             None => (rest, None),
         };
+        let command_bytes = bytes(command);
+        let input = Input {
+            form: Form::Login,
+            key: None,
+            config_path: Path::new("/etc/rshell.toml"),
+            account: &account,
+            client: None,
+            command: &command_bytes,
+        };
         let got = match stdin {
-            Some(words) => world.decide_secluded(&policy, command, &common::secluded_words(words)),
-            None => world.decide(&policy, command),
+            Some(words) => decide_secluded(&input, &policy, &secluded_words(words)),
+            None => decide_command(&input, &policy),
         };
         let ok = match (label, &got) {
             ("allow", Ok(_)) => true,

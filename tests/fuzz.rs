@@ -17,6 +17,7 @@
 //! A failure found here becomes a named regression test at the end of this file.
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -139,20 +140,22 @@ impl Fuzz {
     /// The invariants of an allowed plan, whatever the words came from.
     fn check_plan(&self, variant: usize, plan: &ExecPlan) -> Result<(), String> {
         let v = &VARIANTS[variant];
-        let argv = &plan.argv;
-        if argv.first().map(String::as_str) != Some(v.rsync) || plan.program != Path::new(v.rsync) {
+        // The exact bytes rsync gets (a Latin-1 name is not UTF-8).
+        let argv: Vec<&[u8]> = plan.argv.iter().map(|a| a.as_bytes()).collect();
+        let argv = &argv;
+        if argv.first().copied() != Some(v.rsync.as_bytes()) || plan.program != Path::new(v.rsync) {
             return Err(format!(
                 "argv/program does not start with the configured rsync {}",
                 v.rsync
             ));
         }
-        if argv.get(1).map(String::as_str) != Some("--server") {
+        if argv.get(1).copied() != Some(b"--server") {
             return Err("argv[1] is not --server".into());
         }
         if plan.root.path != self.world.root {
             return Err(format!("cwd {} is not root", plan.root.path.display()));
         }
-        if argv.iter().any(|a| a.contains('\0')) {
+        if argv.iter().any(|a| a.contains(&0)) {
             return Err("NUL in argv".into());
         }
         if plan.kind == "daemon" {
@@ -164,17 +167,17 @@ impl Fuzz {
         let dashes: Vec<usize> = argv
             .iter()
             .enumerate()
-            .filter(|(_, a)| *a == "--")
+            .filter(|(_, a)| **a == b"--")
             .map(|(i, _)| i)
             .collect();
         if dashes.len() != 1 {
             return Err(format!("{} `--` words in {argv:?}", dashes.len()));
         }
         let dd = dashes[0];
-        if argv.get(dd + 1).map(String::as_str) != Some(".") {
+        if argv.get(dd + 1).copied() != Some(b".") {
             return Err("`--` is not followed by `.`".into());
         }
-        if argv.iter().position(|a| a == ".") != Some(dd + 1) {
+        if argv.iter().position(|a| *a == b".") != Some(dd + 1) {
             return Err("a `.` word before `--`".into());
         }
         // Pinned paths (`/proc/self/fd/N`) are checked as the root-relative path the pin
@@ -199,7 +202,7 @@ impl Fuzz {
             return Err("no path after `.`".into());
         }
         // The words rsync reads (a pinned `/proc/self/fd/N/-x` is fine; a bare `-x` is not).
-        if let Some(w) = argv[dd + 2..].iter().find(|w| w.starts_with('-')) {
+        if let Some(w) = argv[dd + 2..].iter().find(|w| w.starts_with(b"-")) {
             return Err(format!("path {w:?} after `--` starts with `-`"));
         }
         for p in paths {
@@ -292,9 +295,17 @@ impl Fuzz {
 /// An independent oracle: does `command` hold a character a shell would act on (outside
 /// quotes), or a control character anywhere? Stricter than a shell is fine here.
 fn shell_syntax(command: &[u8]) -> Option<String> {
-    let Ok(text) = std::str::from_utf8(command) else {
-        return Some("invalid UTF-8".into());
-    };
+    // Only ASCII is shell syntax: a byte that is not valid UTF-8 (a Latin-1 name's `é`) is
+    // a name byte, so the oracle reads it as U+FFFD, which is special to nothing.
+    let text: String = command
+        .utf8_chunks()
+        .flat_map(|c| {
+            c.valid()
+                .chars()
+                .chain(c.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER))
+        })
+        .collect();
+    let text = text.as_str();
     #[derive(PartialEq)]
     enum Q {
         None,
@@ -680,6 +691,35 @@ fn arbitrary_bytes_never_panic_and_never_allow_garbage() {
 #[test]
 fn rsyncish_strings_never_panic_and_plans_keep_their_shape() {
     run_commands("rsyncish", rsyncish().prop_map(String::into_bytes), 2000);
+}
+
+/// rsync-shaped strings from a Latin-1 client: `é` sent as the single byte 0xE9, `日本`
+/// as 0xFF, so names (and hostile pieces next to them) are not UTF-8.
+fn latin1ish() -> impl Strategy<Value = Vec<u8>> {
+    rsyncish().prop_map(|s| {
+        let utf8 = s.as_bytes();
+        let mut out = Vec::with_capacity(utf8.len());
+        let mut i = 0;
+        while i < utf8.len() {
+            let rest = &utf8[i..];
+            if rest.starts_with("\u{e9}".as_bytes()) {
+                out.push(0xe9);
+                i += 2;
+            } else if rest.starts_with("\u{65e5}\u{672c}".as_bytes()) {
+                out.push(0xff);
+                i += 6;
+            } else {
+                out.push(rest[0]);
+                i += 1;
+            }
+        }
+        out
+    })
+}
+
+#[test]
+fn latin1_strings_never_panic_and_plans_keep_their_shape() {
+    run_commands("latin1", latin1ish(), 1000);
 }
 
 /// TOML-ish text: real keys, sections and values in random order, plus noise.
@@ -1311,11 +1351,15 @@ fn secluded_case(
     let tail = &all[all.len() - secluded.len()..];
     let mut after_dot = false;
     for (i, (word, raw)) in tail.iter().zip(&secluded).enumerate() {
-        prop_assert_eq!(word.text.as_bytes(), raw.as_slice());
+        prop_assert_eq!(word.text.as_slice(), raw.as_slice());
         prop_assert_eq!(word.position, POSITION_BASE + i);
         prop_assert!(!word.tilde, "a secluded word with tilde expansion");
         prop_assert!(
-            !word.text.chars().any(|c| c.is_control() && c != '\t'),
+            !word
+                .text
+                .utf8_chunks()
+                .flat_map(|c| c.valid().chars())
+                .any(|c| c.is_control() && c != '\t'),
             "a control character passed: {:?}",
             word.text
         );
@@ -1324,12 +1368,12 @@ fn secluded_case(
             "an active wildcard before the first `.`: {:?}",
             word.text
         );
-        after_dot |= word.text == ".";
+        after_dot |= word.text == b".";
     }
     prop_assert!(
-        !all[..all.len() - secluded.len()]
-            .iter()
-            .any(|w| rshell::command::secluded::is_secluded_bundle(&w.text)),
+        !all[..all.len() - secluded.len()].iter().any(|w| w
+            .utf8()
+            .is_some_and(rshell::command::secluded::is_secluded_bundle)),
         "the rebuilt command line still carries `s`"
     );
     let policy = &fuzz.policies[variant];
@@ -1440,7 +1484,10 @@ fn given_a_path_that_maps_to_a_dash_name_then_no_argv_word_after_the_double_dash
         let shown = plan.shown_argv();
         let dd = shown.iter().position(|a| a == "--").expect("a `--`");
         assert_eq!(shown[dd + 1..], [".", "<.>/-x"], "{command}");
-        assert!(plan.argv[dd + 2].starts_with("/proc/self/fd/"), "{command}");
+        assert!(
+            plan.argv[dd + 2].as_bytes().starts_with(b"/proc/self/fd/"),
+            "{command}"
+        );
     }
 }
 
@@ -1489,7 +1536,7 @@ fn given_a_dot_slash_path_then_it_is_the_roots_pin_plus_the_name() {
     let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
     assert_eq!(shown[dd + 1..], [".", "<.>/dest"]);
     assert!(
-        plan.argv[dd + 2].starts_with("/proc/self/fd/"),
+        plan.argv[dd + 2].as_bytes().starts_with(b"/proc/self/fd/"),
         "{:?}",
         plan.argv
     );
@@ -1522,7 +1569,9 @@ fn given_secluded_dot_slash_dash_x_then_rsync_gets_a_pinned_path_not_an_option()
     };
     let dd = plan.argv.iter().position(|a| a == "--").expect("a `--`");
     assert!(
-        plan.argv[dd + 2..].iter().all(|w| !w.starts_with('-')),
+        plan.argv[dd + 2..]
+            .iter()
+            .all(|w| !w.as_bytes().starts_with(b"-")),
         "{:?}",
         plan.argv
     );

@@ -5,24 +5,28 @@
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde_json::json;
 
 use crate::cli::KeyFlags;
 use crate::command::quote;
-use crate::log::escape_for_terminal;
+use crate::log::{escape_bytes, escape_for_terminal};
 use crate::policy::{self, Config, ConfigError, Policy};
 use crate::system::{self, Account};
 use crate::{evaluate, Evaluation, Failure, Form, Input, EXIT_CONFIG, EXIT_DENIED, EXIT_USAGE};
 
 /// The words of `--secluded`: `\0`-separated, starting with `rsync`, optionally ending
-/// with the empty terminator.
-fn secluded_words(spelled: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut words: Vec<Vec<u8>> = spelled
-        .split("\\0")
-        .map(|w| w.as_bytes().to_vec())
-        .collect();
+/// with the empty terminator. Bytes, as a client sends them (a Latin-1 name's `\xe9`).
+fn secluded_words(spelled: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut words: Vec<Vec<u8>> = Vec::new();
+    let mut rest = spelled;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\\0") {
+        words.push(rest[..at].to_vec());
+        rest = &rest[at + 2..];
+    }
+    words.push(rest.to_vec());
     while words.last().is_some_and(|w| w.is_empty()) {
         words.pop();
     }
@@ -87,13 +91,13 @@ fn section_line(p: &Policy) -> String {
 /// `rshell --test CMD ...`: exit 0 allowed, 1 denied, 64 usage, 78 config.
 #[allow(clippy::too_many_arguments)]
 pub fn test(
-    command: &str,
+    command: &[u8],
     user: Option<&str>,
     from: Option<&str>,
     key: Option<&KeyFlags>,
     config: Option<&Path>,
     json: bool,
-    secluded: Option<&str>,
+    secluded: Option<&[u8]>,
 ) -> i32 {
     let refused = dry_run_config(config);
     if !json {
@@ -139,7 +143,7 @@ pub fn test(
         config_path: config.unwrap_or(Path::new(policy::DEFAULT_CONFIG)),
         account: &account,
         client,
-        command: command.as_bytes(),
+        command,
     };
     // `--secluded 'rsync\0.\0/\0\0'`: the words as the client writes them, `\0` for NUL;
     // the leading `rsync` and the empty terminator are what read_words also strips.
@@ -211,15 +215,17 @@ fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
         }
     }
     if let Ok(plan) = &e.outcome {
-        let argv: Vec<String> = plan.argv.iter().map(|a| quote(a)).collect();
+        // Words that are not UTF-8 are shown in double quotes with the log's escaping
+        // (`"caf\xe9.txt"`): every byte is there, none is converted.
+        let argv: Vec<String> = plan.argv.iter().map(|a| quote(a.as_bytes())).collect();
         out.push(format!("exec: {}", plan.program.display()));
         out.push(format!("argv: {}", argv.join(" ")));
-        let shown: Vec<String> = plan.shown_argv().iter().map(|a| quote(a)).collect();
+        let shown: Vec<String> = plan.shown_argv_bytes().iter().map(|a| quote(a)).collect();
         out.push(format!("argv (pins as <path>): {}", shown.join(" ")));
         let env: Vec<String> = plan
             .env
             .iter()
-            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .map(|(k, v)| format!("{k}={}", quote(v.as_bytes())))
             .collect();
         out.push(format!("env: {}", env.join(" ")));
         out.push(format!(
@@ -232,7 +238,11 @@ fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
             let when = match &pin.prepare {
                 crate::decide::resolve::Prepare::Nothing => String::new(),
                 crate::decide::resolve::Prepare::CreateDirs { names, .. } => {
-                    format!(" (created at run time: {})", names.join("/"))
+                    let names = crate::decide::resolve::suffix(names);
+                    format!(
+                        " (created at run time: {})",
+                        crate::command::display(&names[1..])
+                    )
                 }
                 crate::decide::resolve::Prepare::EmptyDir => {
                     " (missing: an empty unnamed directory at run time)".to_string()
@@ -240,7 +250,7 @@ fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
             };
             out.push(format!(
                 "pin: {} = {}{when}",
-                pin.word(""),
+                pin.fd_path(),
                 quote(&pin.shown)
             ));
         }
@@ -289,14 +299,22 @@ fn to_json(input: &Input, e: &Evaluation) -> serde_json::Value {
         }
         serde_json::Value::Object(map)
     });
+    // Names are bytes; JSON strings are Unicode. Every word and path is given with the
+    // log's escaping (`caf\xe9.txt`, `a\\b`, `\"`), which keeps every byte and reads
+    // the same as the log record.
+    let escaped = |words: &[Vec<u8>]| -> Vec<String> {
+        words.iter().map(|w| escape_bytes(w, usize::MAX)).collect()
+    };
     let plan = e.outcome.as_ref().ok().map(|plan| {
+        let argv: Vec<Vec<u8>> = plan.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
         json!({
             "program": plan.program,
-            "argv": plan.argv,
-            "shown_argv": plan.shown_argv(),
+            "argv": escaped(&argv),
+            "shown_argv": escaped(&plan.shown_argv_bytes()),
+            "paths": escaped(&plan.paths),
             "env": plan.env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
             "cwd": plan.root.path,
-            "pins": plan.pins.iter().map(|p| json!({"fd": p.word(""), "path": p.shown})).collect::<Vec<_>>(),
+            "pins": plan.pins.iter().map(|p| json!({"fd": p.fd_path(), "path": escape_bytes(&p.shown, usize::MAX)})).collect::<Vec<_>>(),
             "umask": format!("{:04o}", plan.umask),
             "lock": lock_text(plan),
             "log_outcome": plan.log_outcome,

@@ -2,10 +2,12 @@
 //! account's root directory.
 //!
 //! Rules (a POSIX shell in a UTF-8 locale):
-//! - `*` matches any run of characters, `?` exactly one (UTF-8) character, `[...]` one
+//! - patterns and names are bytes; a byte that is not part of valid UTF-8 (a Latin-1
+//!   name's `\xe9`) is a character of its own;
+//! - `*` matches any run of characters, `?` exactly one character, `[...]` one
 //!   character from a set with ranges, `[!...]` / `[^...]` one not in it; a `]` right
 //!   after the opening `[` (or its `!`/`^`) belongs to the set; an unterminated `[` is
-//!   an ordinary character;
+//!   an ordinary character; a range needs two UTF-8 characters as its ends;
 //! - only wildcard characters the splitter marked active (unquoted) are special;
 //! - a name beginning with `.` matches only a pattern that begins with a literal `.`;
 //! - a word that matches nothing stays literal; results are sorted per directory and a
@@ -18,9 +20,9 @@
 //! Running out is a refusal that names the budget, never a name found on the server.
 #![forbid(unsafe_code)]
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -160,23 +162,20 @@ impl Budget {
 }
 
 /// Why a word could not be expanded. The text never contains a name found on the
-/// server or a count of matches, only the client's own limits.
+/// server or a count of matches, only the client's own limits. (A name that is not
+/// UTF-8 is no error: names are bytes and are passed on as they are.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GlobError {
     /// A budget ran out: which one (e.g. "directory entries"), and its limit as text.
     #[error("wildcard work budget exceeded ({0}: {1})")]
     Budget(&'static str, String),
-    /// A matching name is not UTF-8 (it could not be passed on unchanged).
-    #[error("a name matching the wildcard is not valid UTF-8")]
-    NotUtf8,
 }
 
 impl GlobError {
-    /// Which budget ran out, if one did.
+    /// Which budget ran out.
     pub fn budget(&self) -> Option<&'static str> {
         match self {
             GlobError::Budget(which, _) => Some(which),
-            GlobError::NotUtf8 => None,
         }
     }
 }
@@ -192,12 +191,12 @@ pub fn has_wildcards(active: &[usize]) -> bool {
 /// `[`; other offsets are ignored. No match: the word stays literal.
 pub fn expand(
     root: &OwnedFd,
-    rel: &str,
+    rel: &[u8],
     active: &[usize],
     budget: &mut Budget,
-) -> Result<Vec<String>, GlobError> {
+) -> Result<Vec<Vec<u8>>, GlobError> {
     if !has_wildcards(active) {
-        return Ok(vec![rel.to_string()]);
+        return Ok(vec![rel.to_vec()]);
     }
     let limits = budget.limits;
     // The pattern limits come first: a refused word costs no I/O.
@@ -209,17 +208,17 @@ pub fn expand(
     }
     let mut is_active = vec![false; rel.len()];
     for &i in active {
-        if matches!(rel.as_bytes().get(i), Some(b'*' | b'?' | b'[')) {
+        if matches!(rel.get(i), Some(b'*' | b'?' | b'[')) {
             is_active[i] = true;
         }
     }
     if !is_active.contains(&true) {
-        return Ok(vec![rel.to_string()]);
+        return Ok(vec![rel.to_vec()]);
     }
     let classes = is_active
         .iter()
-        .zip(rel.bytes())
-        .filter(|&(&a, b)| a && b == b'[')
+        .zip(rel)
+        .filter(|&(&a, &b)| a && b == b'[')
         .count();
     if classes > limits.max_classes {
         return Err(GlobError::Budget(
@@ -229,10 +228,10 @@ pub fn expand(
     }
     budget.check_clock()?;
 
-    let trailing_slash = rel.ends_with('/');
+    let trailing_slash = rel.ends_with(b"/");
     let mut results: Vec<PathBuf> = vec![PathBuf::new()];
     let mut start = 0;
-    for comp in rel.split('/') {
+    for comp in rel.split(|&b| b == b'/') {
         let range = start..start + comp.len();
         start = range.end + 1;
         if comp.is_empty() {
@@ -241,7 +240,9 @@ pub fn expand(
         let comp_active = &is_active[range];
         if !comp_active.contains(&true) {
             budget.step(results.len() as u64)?;
-            results.iter_mut().for_each(|r| r.push(comp));
+            results
+                .iter_mut()
+                .for_each(|r| r.push(OsStr::from_bytes(comp)));
             continue;
         }
         let pattern = compile(comp, comp_active);
@@ -276,22 +277,19 @@ pub fn expand(
         }
         results = next;
         if results.is_empty() {
-            return Ok(vec![rel.to_string()]);
+            return Ok(vec![rel.to_vec()]);
         }
     }
-    results
+    Ok(results
         .into_iter()
         .map(|p| {
-            let mut s = p
-                .into_os_string()
-                .into_string()
-                .map_err(|_| GlobError::NotUtf8)?;
+            let mut name = p.into_os_string().into_vec();
             if trailing_slash {
-                s.push('/');
+                name.push(b'/');
             }
-            Ok(s)
+            name
         })
-        .collect()
+        .collect())
 }
 
 /// One element of a compiled path component.
@@ -303,16 +301,15 @@ enum Tok {
     Any,
     /// `*` (consecutive stars are one).
     Star,
-    /// `[...]`: one character in (or, negated, not in) the inclusive ranges.
+    /// `[...]`: one character in (or, negated, not in) the inclusive ranges of [`code`]s.
     Class {
         negate: bool,
-        ranges: Vec<(char, char)>,
+        ranges: Vec<(u32, u32)>,
     },
 }
 
 /// Compile one path component; `active` flags its bytes.
-fn compile(comp: &str, active: &[bool]) -> Vec<Tok> {
-    let bytes = comp.as_bytes();
+fn compile(bytes: &[u8], active: &[bool]) -> Vec<Tok> {
     let mut toks = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -331,7 +328,7 @@ fn compile(comp: &str, active: &[bool]) -> Vec<Tok> {
                     continue;
                 }
                 b'[' => {
-                    if let Some((class, len)) = parse_class(&comp[i..]) {
+                    if let Some((class, len)) = parse_class(&bytes[i..]) {
                         toks.push(class);
                         i += len;
                         continue;
@@ -348,27 +345,45 @@ fn compile(comp: &str, active: &[bool]) -> Vec<Tok> {
 
 /// Parse `[...]` at the start of `s`: the class and its length in bytes, or None when
 /// the `[` is unterminated (then it is an ordinary character).
-fn parse_class(s: &str) -> Option<(Tok, usize)> {
-    let chars: Vec<(usize, char)> = s.char_indices().collect();
+fn parse_class(s: &[u8]) -> Option<(Tok, usize)> {
+    // (offset, code) of every character; a stray byte is a character of its own.
+    let mut chars: Vec<(usize, u32)> = Vec::new();
+    let mut at = 0;
+    while at < s.len() {
+        let (c, len) = next_char(&s[at..]);
+        chars.push((at, c));
+        at += len;
+    }
+    let is = |i: usize, c: char| chars.get(i).is_some_and(|&(_, x)| x == c as u32);
     let mut i = 1;
-    let negate = matches!(chars.get(i), Some((_, '!' | '^')));
+    let negate = is(i, '!') || is(i, '^');
     if negate {
         i += 1;
     }
     let mut ranges = Vec::new();
     let mut first = true;
-    while i < chars.len() && (chars[i].1 != ']' || first) {
+    while i < chars.len() && (!is(i, ']') || first) {
         first = false;
-        if i + 2 < chars.len() && chars[i + 1].1 == '-' && chars[i + 2].1 != ']' {
-            ranges.push((chars[i].1, chars[i + 2].1));
+        let (lo, hi) = (chars[i].1, chars.get(i + 2).map_or(0, |&(_, c)| c));
+        if i + 2 < chars.len() && is(i + 1, '-') && !is(i + 2, ']') && is_char(lo) && is_char(hi) {
+            ranges.push((lo, hi));
             i += 3;
         } else {
-            ranges.push((chars[i].1, chars[i].1));
+            ranges.push((lo, lo));
             i += 1;
         }
     }
     let (end, _) = *chars.get(i)?;
     Some((Tok::Class { negate, ranges }, end + 1))
+}
+
+/// The code of a stray byte `b` (one that does not start a valid UTF-8 sequence):
+/// above every Unicode scalar value, so it equals only the same stray byte.
+const STRAY: u32 = 0x11_0000;
+
+/// Whether a [`next_char`] code is a Unicode character (not a stray byte).
+fn is_char(code: u32) -> bool {
+    code < STRAY
 }
 
 /// Length of the UTF-8 sequence that starts with `lead` (1 for a stray byte).
@@ -381,17 +396,23 @@ fn utf8_len(lead: u8) -> usize {
     }
 }
 
-/// The character at the start of `name` and its length; a byte that does not start a
-/// valid sequence is a character of its own that no class item names.
-fn next_char(name: &[u8]) -> (Option<char>, usize) {
+/// The character at the start of `name` as a code (its scalar value, or [`STRAY`] plus
+/// the byte for a byte that does not start a valid sequence, which is a character of its
+/// own), and its length in bytes.
+fn next_char(name: &[u8]) -> (u32, usize) {
     // ASCII first: most names are, and this runs once per matcher step.
     if name[0].is_ascii() {
-        return (Some(char::from(name[0])), 1);
+        return (u32::from(name[0]), 1);
     }
     let len = utf8_len(name[0]);
-    match name.get(..len).map(std::str::from_utf8) {
-        Some(Ok(s)) => (s.chars().next(), len),
-        _ => (None, 1),
+    match name
+        .get(..len)
+        .map(std::str::from_utf8)
+        .and_then(Result::ok)
+        .and_then(|s| s.chars().next())
+    {
+        Some(c) => (c as u32, len),
+        None => (STRAY + u32::from(name[0]), 1),
     }
 }
 
@@ -417,17 +438,15 @@ fn match_name(pattern: &[Tok], name: &[u8], budget: &mut Budget) -> Result<bool,
             Some(Tok::Class { negate, ranges }) => {
                 let (c, len) = next_char(&name[n..]);
                 let mut hit = false;
-                if let Some(c) = c {
-                    for (k, &(lo, hi)) in ranges.iter().enumerate() {
-                        if lo <= c && c <= hi {
-                            hit = true;
-                            budget.step(k as u64)?;
-                            break;
-                        }
+                for (k, &(lo, hi)) in ranges.iter().enumerate() {
+                    if lo <= c && c <= hi {
+                        hit = true;
+                        budget.step(k as u64)?;
+                        break;
                     }
-                    if !hit {
-                        budget.step(ranges.len() as u64)?;
-                    }
+                }
+                if !hit {
+                    budget.step(ranges.len() as u64)?;
                 }
                 (hit != *negate).then_some(len)
             }
@@ -515,6 +534,21 @@ mod tests {
             .collect()
     }
 
+    /// [`super::expand`] on UTF-8 text, the names back as text (the tables below).
+    fn expand(
+        root: &OwnedFd,
+        rel: &str,
+        active: &[usize],
+        budget: &mut Budget,
+    ) -> Result<Vec<String>, GlobError> {
+        super::expand(root, rel.as_bytes(), active, budget).map(|names| {
+            names
+                .into_iter()
+                .map(|n| String::from_utf8(n).unwrap())
+                .collect()
+        })
+    }
+
     fn glob(s: &Scratch, rel: &str) -> Result<Vec<String>, GlobError> {
         expand(
             &s.fd,
@@ -531,7 +565,7 @@ mod tests {
     /// Match one name, `active` flags per byte of the pattern.
     fn matches_with(pattern: &str, active: &[bool], name: &[u8]) -> bool {
         let mut budget = Budget::new(&Limits::DEFAULT);
-        match_name(&compile(pattern, active), name, &mut budget).unwrap()
+        match_name(&compile(pattern.as_bytes(), active), name, &mut budget).unwrap()
     }
 
     fn m(pattern: &str, name: &str) -> bool {
@@ -715,13 +749,44 @@ mod tests {
         assert!(has_wildcards(&[0]));
     }
 
+    /// Latin-1 names (`caf\xe9`, `d\xff`) are matched and passed on as their bytes, by
+    /// a pattern in bytes too.
     #[test]
-    fn non_utf8_match_is_refused() {
-        let s = Scratch::new("utf8");
-        let name = std::ffi::OsStr::from_bytes(b"bad\xff");
-        std::fs::write(s.path.join(name), b"").unwrap();
-        assert_eq!(glob(&s, "bad*"), Err(GlobError::NotUtf8));
-        assert!(!GlobError::NotUtf8.to_string().contains("bad"));
+    fn non_utf8_names_match_as_their_bytes() {
+        let s = Scratch::new("latin1");
+        for name in [&b"caf\xe9.txt"[..], b"d\xff", b"caf\xc3\xa9.txt", b"plain"] {
+            std::fs::write(s.path.join(std::ffi::OsStr::from_bytes(name)), b"").unwrap();
+        }
+        let mut b = Budget::new(&Limits::DEFAULT);
+        let bytes = |rel: &[u8], b: &mut Budget| {
+            let active: Vec<usize> = (0..rel.len())
+                .filter(|&i| matches!(rel[i], b'*' | b'?' | b'['))
+                .collect();
+            super::expand(&s.fd, rel, &active, b).unwrap()
+        };
+        assert_eq!(
+            bytes(b"caf*", &mut b),
+            [&b"caf\xc3\xa9.txt"[..], b"caf\xe9.txt"]
+        );
+        assert_eq!(bytes(b"caf?.txt", &mut b).len(), 2, "one character each");
+        assert_eq!(bytes(b"caf\xe9*", &mut b), [b"caf\xe9.txt"]);
+        assert_eq!(bytes(b"caf[\xe9]*", &mut b), [b"caf\xe9.txt"]);
+        assert_eq!(bytes(b"*\xff", &mut b), [b"d\xff"]);
+        assert_eq!(bytes(b"*\xff/", &mut b), [b"d\xff/"]);
+        // No match: the word stays literal, its bytes unchanged.
+        assert_eq!(bytes(b"x\xe9*", &mut b), [b"x\xe9*"]);
+        // A stray byte is in no range, and a range needs characters at both ends.
+        assert!(!matches_with(
+            "[a-z]",
+            &[true, false, false, false, false],
+            b"\xe9"
+        ));
+        let pattern = b"[\xe0-\xff]";
+        let mut budget = Budget::new(&Limits::DEFAULT);
+        let toks = compile(pattern, &[true, false, false, false, false]);
+        assert!(match_name(&toks, b"\xe0", &mut budget).unwrap());
+        assert!(match_name(&toks, b"-", &mut budget).unwrap());
+        assert!(!match_name(&toks, b"\xe9", &mut budget).unwrap());
     }
 
     #[test]

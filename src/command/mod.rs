@@ -24,11 +24,13 @@ pub const MAX_WORDS: usize = 512;
 /// Longest single word (PATH_MAX).
 pub const MAX_WORD_LEN: usize = 4096;
 
-/// One word after quote removal.
+/// One word after quote removal: bytes, because a file name is bytes (a client with
+/// Latin-1 names sends `caf\xe9` as the single byte 0xE9), and what is checked must be
+/// exactly what is exec'd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Word {
-    /// The text after quote removal.
-    pub text: String,
+    /// The bytes after quote removal (never NUL, CR, LF or another control character).
+    pub text: Vec<u8>,
     /// 1-based byte position of the word in the command string (for messages).
     pub position: usize,
     /// Byte offsets into `text` of `*`, `?` and `[` that were not quoted or escaped:
@@ -36,6 +38,14 @@ pub struct Word {
     pub active_glob: Vec<usize>,
     /// The word starts with an unquoted `~` (a shell would do tilde expansion).
     pub tilde: bool,
+}
+
+impl Word {
+    /// The text when it is valid UTF-8 (program names, options and their non-path values
+    /// must be; a path may be any bytes).
+    pub fn utf8(&self) -> Option<&str> {
+        std::str::from_utf8(&self.text).ok()
+    }
 }
 
 /// Why a command string cannot be split.
@@ -49,8 +59,6 @@ pub enum SplitError {
     TooManyWords,
     #[error("word at position {0} is longer than {MAX_WORD_LEN} bytes")]
     WordTooLong(usize),
-    #[error("command is not valid UTF-8")]
-    NotUtf8,
     #[error("{name} at position {1} is not allowed", name = CharName(*.0))]
     Forbidden(char, usize),
     #[error("unquoted {name} at position {1}: shell syntax is not allowed", name = CharName(*.0))]
@@ -91,16 +99,56 @@ fn is_shell_special(c: char) -> bool {
 /// Words a POSIX shell treats as reserved when they stand alone (`!` negates a pipeline,
 /// `{` `}` group commands); inside a word these characters are literal (`x{1}`, `excl!x`:
 /// POSIX sh has no brace expansion and `sh -c` no history expansion).
-fn is_reserved_word(text: &str) -> bool {
-    matches!(text, "!" | "{" | "}")
+fn is_reserved_word(text: &[u8]) -> bool {
+    matches!(text, b"!" | b"{" | b"}")
 }
 
-/// Characters refused anywhere, quoted or not.
+/// Characters refused anywhere, quoted or not: ASCII controls but TAB, DEL, and the C1
+/// controls (U+0080–U+009F) when they are spelled as UTF-8.
 fn is_forbidden(c: char) -> bool {
     c == '\0' || c == '\n' || c == '\r' || (c.is_control() && c != '\t')
 }
 
+/// Stands for a byte that is not part of valid UTF-8: an ordinary name byte (Latin-1
+/// `é` is 0xE9), special to nothing. Only its raw byte is ever kept.
+const NAME_BYTE: char = char::REPLACEMENT_CHARACTER;
+
+/// One unit of the command string: a character (valid UTF-8), or a single byte that is
+/// not part of valid UTF-8 (then `c` is [`NAME_BYTE`]); `raw` is what goes into a word.
+#[derive(Clone, Copy)]
+struct Unit<'a> {
+    /// 0-based byte offset.
+    at: usize,
+    c: char,
+    raw: &'a [u8],
+}
+
+/// The units of `bytes`, in order. The shell rules below are byte rules: only ASCII
+/// characters are special, so decoding the rest changes nothing but which characters
+/// count as controls (a UTF-8 C1 control is refused, a stray byte is a name byte).
+fn units(bytes: &[u8]) -> impl Iterator<Item = Unit<'_>> {
+    let mut at = 0;
+    bytes.utf8_chunks().flat_map(move |chunk| {
+        let start = at;
+        let valid = chunk.valid();
+        at += valid.len() + chunk.invalid().len();
+        let chars = valid.char_indices().map(move |(i, c)| Unit {
+            at: start + i,
+            c,
+            raw: &valid.as_bytes()[i..i + c.len_utf8()],
+        });
+        let invalid_start = start + valid.len();
+        let stray = chunk.invalid().iter().enumerate().map(move |(i, b)| Unit {
+            at: invalid_start + i,
+            c: NAME_BYTE,
+            raw: std::slice::from_ref(b),
+        });
+        chars.chain(stray)
+    })
+}
+
 /// Split `command` into words as a POSIX shell would, refusing what a shell would do.
+/// Bytes that are not valid UTF-8 are name bytes (a Latin-1 client's `é`), kept as sent.
 pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
     if command.len() > MAX_COMMAND_LEN {
         return Err(SplitError::TooLong);
@@ -108,20 +156,19 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
     if let Some(i) = command.iter().position(|&b| b == 0) {
         return Err(SplitError::Forbidden('\0', i + 1));
     }
-    let text = std::str::from_utf8(command).map_err(|_| SplitError::NotUtf8)?;
-    if text.is_empty() {
+    if command.is_empty() {
         return Err(SplitError::Empty);
     }
 
     let mut words: Vec<Word> = Vec::new();
     let mut current: Option<Word> = None;
-    let mut chars = text.char_indices().peekable();
+    let mut chars = units(command).peekable();
     let mut previous_was_blank = true; // a leading blank is an extra blank
                                        // Whether the word being built has seen a quote yet (`''~x` is no tilde expansion).
     let mut quoted = false;
 
-    while let Some((i, c)) = chars.next() {
-        let pos = i + 1;
+    while let Some(Unit { at, c, raw }) = chars.next() {
+        let pos = at + 1;
         if is_forbidden(c) {
             return Err(SplitError::Forbidden(c, pos));
         }
@@ -142,32 +189,32 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
             return Err(SplitError::ShellSyntax('\t', pos));
         }
         let word = current.get_or_insert_with(|| Word {
-            text: String::new(),
+            text: Vec::new(),
             position: pos,
             active_glob: Vec::new(),
             tilde: false,
         });
         match c {
             '\\' => match chars.next() {
-                Some((j, e)) => {
-                    if is_forbidden(e) {
-                        return Err(SplitError::Forbidden(e, j + 1));
+                Some(e) => {
+                    if is_forbidden(e.c) {
+                        return Err(SplitError::Forbidden(e.c, e.at + 1));
                     }
-                    word.text.push(e);
+                    word.text.extend_from_slice(e.raw);
                 }
                 None => return Err(SplitError::TrailingBackslash(pos)),
             },
             '\'' => {
                 let mut closed = false;
-                for (j, q) in chars.by_ref() {
-                    if is_forbidden(q) {
-                        return Err(SplitError::Forbidden(q, j + 1));
+                for q in chars.by_ref() {
+                    if is_forbidden(q.c) {
+                        return Err(SplitError::Forbidden(q.c, q.at + 1));
                     }
-                    if q == '\'' {
+                    if q.c == '\'' {
                         closed = true;
                         break;
                     }
-                    word.text.push(q);
+                    word.text.extend_from_slice(q.raw);
                 }
                 if !closed {
                     return Err(SplitError::Unbalanced('\'', pos));
@@ -176,28 +223,28 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
             }
             '"' => {
                 let mut closed = false;
-                while let Some((j, q)) = chars.next() {
-                    if is_forbidden(q) {
-                        return Err(SplitError::Forbidden(q, j + 1));
+                while let Some(q) = chars.next() {
+                    if is_forbidden(q.c) {
+                        return Err(SplitError::Forbidden(q.c, q.at + 1));
                     }
-                    match q {
+                    match q.c {
                         '"' => {
                             closed = true;
                             break;
                         }
-                        '$' | '`' => return Err(SplitError::Expansion(q, j + 1)),
+                        '$' | '`' => return Err(SplitError::Expansion(q.c, q.at + 1)),
                         '\\' => match chars.peek().copied() {
                             // Inside double quotes a backslash escapes only these (POSIX).
-                            Some((_, e @ ('$' | '`' | '"' | '\\'))) => {
+                            Some(e) if matches!(e.c, '$' | '`' | '"' | '\\') => {
                                 chars.next();
-                                word.text.push(e);
+                                word.text.extend_from_slice(e.raw);
                             }
-                            Some((k, e)) if is_forbidden(e) => {
-                                return Err(SplitError::Forbidden(e, k + 1));
+                            Some(e) if is_forbidden(e.c) => {
+                                return Err(SplitError::Forbidden(e.c, e.at + 1));
                             }
-                            _ => word.text.push('\\'),
+                            _ => word.text.push(b'\\'),
                         },
-                        other => word.text.push(other),
+                        _ => word.text.extend_from_slice(q.raw),
                     }
                 }
                 if !closed {
@@ -210,20 +257,20 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
             '#' if word.text.is_empty() && !quoted => return Err(SplitError::ShellSyntax(c, pos)),
             '*' | '?' | '[' => {
                 word.active_glob.push(word.text.len());
-                word.text.push(c);
+                word.text.extend_from_slice(raw);
             }
             '~' if word.text.is_empty() && !quoted => {
                 word.tilde = true;
-                word.text.push(c);
+                word.text.extend_from_slice(raw);
             }
-            c => word.text.push(c),
+            _ => word.text.extend_from_slice(raw),
         }
         if word.text.len() > MAX_WORD_LEN {
             return Err(SplitError::WordTooLong(word.position));
         }
     }
     if previous_was_blank && !words.is_empty() {
-        return Err(SplitError::ExtraBlank(text.len()));
+        return Err(SplitError::ExtraBlank(command.len()));
     }
     if let Some(w) = current.take() {
         refuse_reserved(&w, quoted)?;
@@ -237,7 +284,7 @@ pub fn split(command: &[u8]) -> Result<Vec<Word>, SplitError> {
 
 fn refuse_reserved(w: &Word, quoted: bool) -> Result<(), SplitError> {
     if !quoted && is_reserved_word(&w.text) {
-        let c = w.text.chars().next().unwrap_or('!');
+        let c = char::from(w.text[0]);
         return Err(SplitError::ShellSyntax(c, w.position));
     }
     Ok(())
@@ -254,11 +301,34 @@ fn push_word(words: &mut Vec<Word>, w: Word) -> Result<(), SplitError> {
     Ok(())
 }
 
-/// Quote a word for display (logs, `--test`): the shell-safe form of `text`.
-pub fn quote(text: &str) -> String {
-    match shlex::try_quote(text) {
-        Ok(q) => q.into_owned(),
-        Err(_) => crate::log::escape(text, usize::MAX),
+/// Quote a word for display (`--test`): the shell-safe form of valid UTF-8 (`'a b'`);
+/// any other bytes in double quotes with the log's escaping (`"caf\xe9.txt"`), which
+/// keeps every byte and cannot be mistaken for the single-quoted form.
+pub fn quote(text: &[u8]) -> String {
+    match std::str::from_utf8(text).map(shlex::try_quote) {
+        Ok(Ok(q)) => q.into_owned(),
+        _ => format!("\"{}\"", crate::log::escape_bytes(text, usize::MAX)),
+    }
+}
+
+/// Client bytes (a word, a path) inside a message: the log's escaping, every byte kept
+/// (`caf\xe9.txt`), without quotes; callers that want quotes add `"`. Refusals and
+/// `--test` lines are escaped again for their sink, so this only has to be lossless.
+pub fn show(bytes: &[u8]) -> String {
+    crate::log::escape_bytes(bytes, usize::MAX)
+}
+
+/// [`show`] in double quotes, as a message names a path: `"caf\xe9.txt"`.
+pub fn show_quoted(bytes: &[u8]) -> String {
+    format!("\"{}\"", show(bytes))
+}
+
+/// Bytes for a person where exactness matters less than legibility (`shown_argv`, test
+/// output): valid UTF-8 as it is, anything else with the log's escaping.
+pub fn display(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => show(bytes),
     }
 }
 
@@ -271,8 +341,12 @@ mod tests {
         split(s.as_bytes())
             .unwrap()
             .into_iter()
-            .map(|w| w.text)
+            .map(|w| String::from_utf8(w.text).unwrap())
             .collect()
+    }
+
+    fn byte_words(s: &[u8]) -> Vec<Vec<u8>> {
+        split(s).unwrap().into_iter().map(|w| w.text).collect()
     }
 
     #[rstest]
@@ -319,7 +393,6 @@ mod tests {
             Err(SplitError::TooLong)
         );
         assert_eq!(split(&[b'a', 0, b'b']), Err(SplitError::Forbidden('\0', 2)));
-        assert_eq!(split(b"a \xff"), Err(SplitError::NotUtf8));
         let many = vec!["x"; MAX_WORDS + 1].join(" ");
         assert_eq!(split(many.as_bytes()), Err(SplitError::TooManyWords));
         assert!(matches!(
@@ -337,7 +410,68 @@ mod tests {
         assert_eq!(w[3].active_glob, vec![0]);
         assert!(w[4].tilde && w[5].tilde);
         assert!(!w[6].tilde && !w[7].tilde && !w[8].tilde);
-        assert_eq!(w[7].text, "~z");
+        assert_eq!(w[7].text, b"~z");
+    }
+
+    /// A Latin-1 client sends `é` as the single byte 0xE9 (and `ÿ` as 0xFF): a name byte,
+    /// kept as sent, quoted or not; the shell rules stay byte rules.
+    #[test]
+    fn latin1_bytes_are_name_bytes() {
+        let table: &[(&[u8], &[&[u8]])] = &[
+            (b"caf\xe9.txt", &[b"caf\xe9.txt"]),
+            (b"'caf\xe9 x' \"d\xff\\\"\"", &[b"caf\xe9 x", b"d\xff\""]),
+            (b"caf\\\xe9 a\\ \xff", &[b"caf\xe9", b"a \xff"]),
+            (
+                b"rsync --server . d\xff/",
+                &[b"rsync", b"--server", b".", b"d\xff/"],
+            ),
+            (b"\x80\x9f \xc3", &[b"\x80\x9f", b"\xc3"]),
+            (b"\xc3\xa9 \xe9\xa9", &[b"\xc3\xa9", b"\xe9\xa9"]),
+        ];
+        for &(input, expected) in table {
+            assert_eq!(byte_words(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn latin1_bytes_change_none_of_the_shell_rules() {
+        // Special characters next to a stray byte are still special.
+        assert_eq!(split(b"\xe9;id"), Err(SplitError::ShellSyntax(';', 2)));
+        assert_eq!(split(b"x \xe9$y"), Err(SplitError::ShellSyntax('$', 4)));
+        assert_eq!(split(b"x \"\xe9`y`\""), Err(SplitError::Expansion('`', 5)));
+        assert_eq!(split(b"x '\xe9"), Err(SplitError::Unbalanced('\'', 3)));
+        assert_eq!(split(b"\xe9\n"), Err(SplitError::Forbidden('\n', 2)));
+        assert_eq!(
+            split(b"a \xe9\x1b[0m"),
+            Err(SplitError::Forbidden('\x1b', 4))
+        );
+        assert_eq!(split(b"x\xe9 "), Err(SplitError::ExtraBlank(3)));
+        assert_eq!(split(b"x \xe9\\"), Err(SplitError::TrailingBackslash(4)));
+        // A C1 control is refused when spelled in UTF-8 (as before); the same value as a
+        // lone byte is a Latin-1 name byte that no terminal sees raw (logs show `\x85`).
+        assert_eq!(
+            split(b"x \xc2\x85"),
+            Err(SplitError::Forbidden('\u{85}', 3))
+        );
+        assert_eq!(byte_words(b"x \x85")[1], b"\x85");
+        // Positions are byte offsets, also after stray bytes.
+        let w = split(b"\xe9\xe9 a* ~\xe9").unwrap();
+        assert_eq!(w[1].position, 4);
+        assert_eq!(w[1].active_glob, [1]);
+        assert!(w[2].tilde);
+        assert_eq!(w[2].text, b"~\xe9");
+    }
+
+    #[test]
+    fn words_are_quoted_and_shown_without_losing_a_byte() {
+        assert_eq!(quote(b"a b"), "'a b'");
+        assert_eq!(quote(b"caf\xc3\xa9"), "'caf\u{e9}'");
+        assert_eq!(quote(b"caf\xe9 x"), "\"caf\\xe9 x\"");
+        assert_eq!(quote(b"a\\\xff\""), "\"a\\\\\\xff\\\"\"");
+        assert_eq!(show(b"caf\xe9.txt"), "caf\\xe9.txt");
+        assert_eq!(show_quoted(b"\xff"), "\"\\xff\"");
+        assert_eq!(display(b"caf\xc3\xa9"), "caf\u{e9}");
+        assert_eq!(display(b"caf\xe9"), "caf\\xe9");
     }
 
     #[test]

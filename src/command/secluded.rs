@@ -17,6 +17,8 @@
 //! - the first word must be exactly `rsync`; the returned list excludes it and the terminator;
 //! - secluded words are final names, not shell words: no quote removal, no tilde, and
 //!   wildcards are active exactly where rsync's server expands them (after the first `.`);
+//!   they are bytes, like the names they are (a Latin-1 client's `\xe9` is kept);
+//!   control characters are refused as on a command line;
 //! - `--iconv` is refused: the words would then be in the client's charset, converted by
 //!   rsync after our check;
 //! - words are numbered from 1 after the leading `rsync` in every message.
@@ -86,8 +88,6 @@ pub enum SecludedError {
     Timeout(Duration),
     #[error("secluded arguments: reading standard input failed: {0}")]
     Io(Errno),
-    #[error("secluded arguments: word {0} is not valid UTF-8")]
-    NotUtf8(usize),
     #[error("secluded arguments: word {0} contains control character U+{1:04X}")]
     Control(usize, u32),
     #[error("secluded arguments: word {0} is {1}, which belongs on the command line")]
@@ -256,25 +256,28 @@ fn without_secluded_flag(bundle: &str) -> String {
 /// after the first word that is exactly `.`, because that is where rsync's `read_args()`
 /// starts calling `glob_expand()`; before it, `*?[` are literal.
 pub fn to_words(command_line: &[Word], secluded: &[Vec<u8>]) -> Result<Vec<Word>, SecludedError> {
-    let texts: Vec<&str> = command_line.iter().map(|w| w.text.as_str()).collect();
-    if texts.get(1) != Some(&"--server") {
+    let texts: Vec<&[u8]> = command_line.iter().map(|w| w.text.as_slice()).collect();
+    if texts.get(1) != Some(&&b"--server"[..]) {
         return Err(SecludedError::CommandLine(
             "without `--server` as the second word".into(),
         ));
     }
-    let at = if texts.get(2) == Some(&"--sender") {
+    let at = if texts.get(2) == Some(&&b"--sender"[..]) {
         3
     } else {
         2
     };
-    let Some(bundle) = command_line.get(at).filter(|w| is_secluded_bundle(&w.text)) else {
+    let bundle = command_line
+        .get(at)
+        .and_then(|w| w.utf8().filter(|t| is_secluded_bundle(t)).map(|t| (w, t)));
+    let Some((bundle, bundle_text)) = bundle else {
         return Err(SecludedError::CommandLine(match texts.get(at) {
             Some(t) => format!("got {} where the bundle with `s` belongs", quoted(t)),
             None => "but it has no bundle with `s`".into(),
         }));
     };
     if let Some(extra) = texts.get(at + 1) {
-        if extra.starts_with("--iconv") {
+        if extra.starts_with(b"--iconv") {
             return Err(SecludedError::Iconv);
         }
         return Err(SecludedError::CommandLine(format!(
@@ -284,49 +287,53 @@ pub fn to_words(command_line: &[Word], secluded: &[Vec<u8>]) -> Result<Vec<Word>
     }
 
     let mut words: Vec<Word> = command_line[..at].to_vec();
-    let rebuilt = without_secluded_flag(&bundle.text);
+    let rebuilt = without_secluded_flag(bundle_text);
     if rebuilt != "-" {
         words.push(Word {
-            text: rebuilt,
+            text: rebuilt.into_bytes(),
             ..bundle.clone()
         });
     }
     let mut after_dot = false;
     for (i, raw) in secluded.iter().enumerate() {
         let number = i + 1;
-        let text = std::str::from_utf8(raw).map_err(|_| SecludedError::NotUtf8(number))?;
-        // The splitter refuses these in command lines; later steps rely on that.
-        if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\t') {
+        // The splitter refuses these in command lines; later steps rely on that. Bytes
+        // that are not UTF-8 are name bytes (a Latin-1 client's names), as there.
+        if let Some(c) = raw
+            .utf8_chunks()
+            .flat_map(|chunk| chunk.valid().chars())
+            .find(|&c| c.is_control() && c != '\t')
+        {
             return Err(SecludedError::Control(number, c as u32));
         }
         if !after_dot {
-            if text.starts_with("--iconv") {
+            if raw.starts_with(b"--iconv") {
                 return Err(SecludedError::Iconv);
             }
             // rsync's client puts these before the NUL that ends the visible command line.
-            if matches!(text, "--server" | "--sender" | "--daemon") {
-                return Err(SecludedError::Misplaced(number, text.to_string()));
+            if let Ok(word @ ("--server" | "--sender" | "--daemon")) = std::str::from_utf8(raw) {
+                return Err(SecludedError::Misplaced(number, word.to_string()));
             }
         }
         let active_glob = if after_dot {
-            text.match_indices(['*', '?', '['])
-                .map(|(j, _)| j)
+            (0..raw.len())
+                .filter(|&j| matches!(raw[j], b'*' | b'?' | b'['))
                 .collect()
         } else {
             Vec::new()
         };
         words.push(Word {
-            text: text.to_string(),
+            text: raw.clone(),
             position: POSITION_BASE + i,
             active_glob,
             tilde: false,
         });
-        after_dot |= text == ".";
+        after_dot |= raw == b".";
     }
     Ok(words)
 }
 
-fn quoted(text: &str) -> String {
+fn quoted(text: &[u8]) -> String {
     crate::log::escape(&crate::command::quote(text), 256)
 }
 
@@ -389,7 +396,7 @@ mod tests {
     }
 
     fn texts(words: &[Word]) -> Vec<&str> {
-        words.iter().map(|w| w.text.as_str()).collect()
+        words.iter().map(|w| w.utf8().unwrap()).collect()
     }
 
     fn bytes_of(words: &[&str]) -> Vec<Vec<u8>> {
@@ -604,15 +611,21 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_and_control_characters_are_refused_by_word_number() {
+    fn latin1_words_are_names_and_control_characters_are_refused_by_word_number() {
         let line = split(b"rsync --server -se.").unwrap();
-        let e = to_words(&line, &[b".".to_vec(), b"caf\xe9".to_vec()]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "secluded arguments: word 2 is not valid UTF-8"
-        );
+        let words = to_words(&line, &[b".".to_vec(), b"caf\xe9*".to_vec()]).unwrap();
+        assert_eq!(words[4].text, b"caf\xe9*");
+        assert_eq!(words[4].active_glob, [4]);
+        let words = to_words(&line, &[b"--backup-dir=d\xff".to_vec(), b".".to_vec()]);
+        assert_eq!(words.unwrap()[3].text, b"--backup-dir=d\xff");
         let e = to_words(&line, &bytes_of(&[".", "a\nb"])).unwrap_err();
         assert_eq!(e, SecludedError::Control(2, 0x0A));
+        let e = to_words(&line, &[b".".to_vec(), b"\xe9\x1b[0m".to_vec()]).unwrap_err();
+        assert_eq!(e, SecludedError::Control(2, 0x1B));
+        // A C1 control spelled in UTF-8 is refused as before; as a lone byte it is Latin-1.
+        let e = to_words(&line, &[b".".to_vec(), b"a\xc2\x9bb".to_vec()]).unwrap_err();
+        assert_eq!(e, SecludedError::Control(2, 0x9B));
+        assert!(to_words(&line, &[b".".to_vec(), b"a\x9bb".to_vec()]).is_ok());
         assert!(to_words(&line, &bytes_of(&[".", "a\tb"])).is_ok());
     }
 
@@ -632,7 +645,7 @@ mod tests {
         ));
         let line = split(b"rsync --server -lse.iLsfxC").unwrap();
         let words = to_words(&line, &bytes_of(&[".", "d/"])).unwrap();
-        assert_eq!(words[2].text, "-le.iLsfxC");
+        assert_eq!(words[2].text, b"-le.iLsfxC");
         let line = split(b"rsync --server -s").unwrap();
         let words = to_words(&line, &bytes_of(&[".", "d/"])).unwrap();
         assert_eq!(texts(&words), ["rsync", "--server", ".", "d/"]);
@@ -732,12 +745,6 @@ mod tests {
             let outcome = run(c);
             match c.name {
                 "push-iconv" => assert_eq!(outcome, Err(SecludedError::Iconv.to_string())),
-                "pull-non-utf8" => assert_eq!(
-                    outcome,
-                    Err(SecludedError::NotUtf8(2).to_string()),
-                    "{}",
-                    c.name
-                ),
                 _ => assert!(outcome.is_ok(), "{}: {outcome:?}", c.name),
             }
         }
@@ -753,6 +760,9 @@ mod tests {
             texts(&unicode),
             ["src/file with space.txt", "src/caf\u{e9} \u{fc}.txt"]
         );
+        // A Latin-1 client's name arrives as its bytes and stays so.
+        let latin1 = paths("pull-non-utf8");
+        assert_eq!(latin1[0].text, b"src/latin1-\xe9.txt");
         // rsync's client turns a leading `-` into `./-`, even in the secluded list.
         assert_eq!(texts(&paths("pull-leading-dash")), ["./-dash.txt"]);
         let wild = paths("pull-wildcard");

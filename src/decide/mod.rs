@@ -13,15 +13,20 @@
 //!   again; the working directory is the root descriptor itself.
 //! - **Nothing about existing names on a write-only account**: path errors there are
 //!   generic.
+//! - **Bytes, not text.** A path is the client's bytes from the word to the argv (a
+//!   Latin-1 name stays `caf\xe9`); messages and `--test` escape them, nothing converts.
 //!
 //! No writes and no exec here; the only file-system access is read-only resolution.
 #![forbid(unsafe_code)]
 
 pub mod resolve;
 
+use std::ffi::OsString;
 use std::net::IpAddr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::command::{show, show_quoted};
 use crate::exec::confine::Ruleset;
 use crate::policy::{self, Access, ConfineMode, Policy, Settings};
 use crate::rsync::version;
@@ -48,7 +53,8 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecPlan {
     pub program: PathBuf,
-    pub argv: Vec<String>,
+    /// Exactly what rsync gets: bytes, as checked (a client's names need not be UTF-8).
+    pub argv: Vec<OsString>,
     pub env: Vec<(String, String)>,
     /// rsync's working directory: the root descriptor itself (shown by its path).
     pub root: Root,
@@ -66,33 +72,69 @@ pub struct ExecPlan {
     pub timeout: u64,
     /// "push", "pull" or "daemon", for logs.
     pub kind: &'static str,
-    /// The vetted paths, root-relative, for the log record (in full).
-    pub paths: Vec<String>,
+    /// The vetted paths, root-relative, for the log record (in full; the log escapes them).
+    pub paths: Vec<Vec<u8>>,
 }
 
 impl ExecPlan {
     /// `argv` with every `/proc/self/fd/N` spelled as `<path>` (the root-relative path the
-    /// pin stands for): for people reading `--test` output, and for tests.
-    pub fn shown_argv(&self) -> Vec<String> {
+    /// pin stands for), as bytes: for `--test`, which quotes and escapes each word.
+    pub fn shown_argv_bytes(&self) -> Vec<Vec<u8>> {
         self.argv
             .iter()
             .map(|word| {
+                let w = word.as_bytes();
                 for pin in &self.pins {
-                    let prefix = pin.word("");
-                    if let Some(rest) = word.strip_suffix("").and_then(|w| {
-                        w.find(&prefix).and_then(|at| {
-                            let after = &w[at + prefix.len()..];
-                            (after.is_empty() || after.starts_with('/'))
-                                .then(|| (w[..at].to_string(), after.to_string()))
-                        })
-                    }) {
-                        return format!("{}<{}>{}", rest.0, pin.shown, rest.1);
+                    let prefix = pin.fd_path();
+                    let Some(at) = find(w, prefix.as_bytes()) else {
+                        continue;
+                    };
+                    let after = &w[at + prefix.len()..];
+                    if after.is_empty() || after.starts_with(b"/") {
+                        return [&w[..at], b"<", &pin.shown, b">", after].concat();
                     }
                 }
-                word.clone()
+                w.to_vec()
             })
             .collect()
     }
+
+    /// [`ExecPlan::shown_argv_bytes`] as text for people and tests: UTF-8 words as they
+    /// are, others with the log's escaping ([`crate::command::display`]).
+    pub fn shown_argv(&self) -> Vec<String> {
+        self.shown_argv_bytes()
+            .iter()
+            .map(|w| crate::command::display(w))
+            .collect()
+    }
+}
+
+/// The first position of `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Split `hay` at the first `needle`: the parts before and after it.
+fn split_once<'a>(hay: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    find(hay, needle).map(|at| (&hay[..at], &hay[at + needle.len()..]))
+}
+
+/// Split `hay` at the last `/`.
+fn rsplit_slash(hay: &[u8]) -> Option<(&[u8], &[u8])> {
+    hay.iter()
+        .rposition(|&b| b == b'/')
+        .map(|at| (&hay[..at], &hay[at + 1..]))
+}
+
+/// `hay` without its trailing `/`s.
+fn trim_end_slashes(mut hay: &[u8]) -> &[u8] {
+    while let Some(rest) = hay.strip_suffix(b"/") {
+        hay = rest;
+    }
+    hay
 }
 
 /// The decision. Never a bool.
@@ -189,7 +231,7 @@ fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
     let program = PathBuf::from(&s.rsync);
     let mut plan = ExecPlan {
         program: program.clone(),
-        argv: vec![s.rsync.clone(), "--server".into()],
+        argv: vec![OsString::from(&s.rsync), OsString::from("--server")],
         env: exec_env(req.account),
         root: root.clone(),
         umask: s.umask,
@@ -225,9 +267,9 @@ fn decide_inner(req: &Request) -> Result<ExecPlan, String> {
                 &[PathBuf::from(&s.daemon_config)],
             );
             plan.argv.extend([
-                "--daemon".to_string(),
-                format!("--config={}", s.daemon_config),
-                ".".to_string(),
+                OsString::from("--daemon"),
+                OsString::from(format!("--config={}", s.daemon_config)),
+                OsString::from("."),
             ]);
             Ok(plan)
         }
@@ -246,7 +288,7 @@ pub fn holds_home(root: &Path, home: &Path) -> bool {
 
 /// Every option occurrence of the request with its table row and value: bundle letters
 /// and long options alike (a promise must not depend on how the client spelled it).
-fn all_specs(t: &ServerInvocation) -> impl Iterator<Item = (&'static OptSpec, Option<&str>)> + '_ {
+fn all_specs(t: &ServerInvocation) -> impl Iterator<Item = (&'static OptSpec, Option<&[u8]>)> + '_ {
     t.flags
         .iter()
         .filter_map(|&c| crate::rsync::short_flag_spec(c))
@@ -260,7 +302,7 @@ pub fn refused_by_policy(
     s: &Settings,
     sender: bool,
     spec: &OptSpec,
-    value: Option<&str>,
+    value: Option<&[u8]>,
 ) -> Option<String> {
     let name = format!("--{}", spec.long);
     let why = match (spec.class, sender) {
@@ -288,7 +330,7 @@ pub fn refused_by_policy(
             "this account is write-only: a dry run would report what exists"
         }
         // `-` is the client's own list, sent over the protocol: nothing is read here.
-        (Class::ReadPath, _) if s.access == Access::WriteOnly && value != Some("-") => {
+        (Class::ReadPath, _) if s.access == Access::WriteOnly && value != Some(b"-") => {
             "this account is write-only: the server would read a file"
         }
         _ => return None,
@@ -306,8 +348,8 @@ pub fn forced_options(
     sender: bool,
     root: &Root,
     rsync: &version::Features,
-) -> Vec<String> {
-    let mut forced: Vec<String> = Vec::new();
+) -> Vec<OsString> {
+    let mut forced: Vec<OsString> = Vec::new();
     if s.munge_links {
         forced.push("--munge-links".into());
     }
@@ -330,7 +372,10 @@ pub fn forced_options(
         }
     }
     if s.confine_root && rsync.confine_root {
-        forced.push(format!("--confine-root={}", root.path.display()));
+        // The root's own bytes (`display()` would replace what is not UTF-8).
+        let mut word = OsString::from("--confine-root=");
+        word.push(&root.path);
+        forced.push(word);
     }
     forced
 }
@@ -380,7 +425,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
         }
     };
 
-    let mut exec_paths = Vec::new();
+    let mut exec_paths: Vec<Vec<u8>> = Vec::new();
     // One wildcard budget for the whole request (all words), with a wall-clock deadline.
     let mut budget = crate::command::glob::Budget::new(&crate::command::glob::Limits::DEFAULT);
     let base: (PathBuf, usize) = if t.sender {
@@ -409,7 +454,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
                     .into(),
             );
         };
-        let dir_like = dest.ends_with('/') || dest == "." || t.has_flag('r') || t.has_flag('d');
+        let dir_like = dest.ends_with(b"/") || dest == b"." || t.has_flag('r') || t.has_flag('d');
         if write_only && !t.has("mkpath") {
             // rsync creates one missing level; deeper ones fail in rsync with a message
             // that differs from a name in the way: refuse both alike.
@@ -449,7 +494,11 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
             _ => None,
         });
     }
-    let mut words = kept.option_words(&resolved);
+    let mut words: Vec<OsString> = kept
+        .option_words(&resolved)
+        .into_iter()
+        .map(OsString::from_vec)
+        .collect();
 
     let forced = forced_options(s, t.sender, root, &rsync);
     words.retain(|w| !forced.contains(w));
@@ -460,7 +509,8 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     plan.argv.extend(forced);
     plan.argv.push("--".into());
     plan.argv.push(".".into());
-    plan.argv.extend(exec_paths);
+    plan.argv
+        .extend(exec_paths.into_iter().map(OsString::from_vec));
     Ok(())
 }
 
@@ -468,18 +518,19 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
 /// directory by name at start-up (getcwd) and goes back to it by that name for a `.`
 /// destination and for `-R` sources, so the working directory alone does not pin the
 /// root (a nested key's directory could be swapped by name); `/proc/self/fd/R` does.
-fn root_word(root: &Root, pins: &mut Vec<Pin>, suffix: &str) -> String {
+fn root_word(root: &Root, pins: &mut Vec<Pin>, suffix: &[u8]) -> Vec<u8> {
     if !pins.iter().any(|p| std::sync::Arc::ptr_eq(&p.fd, &root.fd)) {
         pins.push(Pin {
             fd: root.fd.clone(),
-            shown: ".".into(),
+            shown: b".".to_vec(),
             prepare: Prepare::Nothing,
         });
     }
-    format!(
-        "/proc/self/fd/{}{suffix}",
+    let fd = format!(
+        "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&*root.fd)
-    )
+    );
+    [fd.as_bytes(), suffix].concat()
 }
 
 /// The word rsync gets for one pull source, and its root-relative spelling.
@@ -494,42 +545,43 @@ fn root_word(root: &Root, pins: &mut Vec<Pin>, suffix: &str) -> String {
 fn source_word(
     root: &Root,
     mapped: &resolve::Mapped,
-    rel: &str,
+    rel: &[u8],
     relative: bool,
     pins: &mut Vec<Pin>,
-) -> Result<(String, String), String> {
+) -> Result<(Vec<u8>, Vec<u8>), String> {
     let full = resolve::locate(root, Path::new(""), 0, rel)?;
     let shown = full.shown();
     if relative {
         if mapped.root_spelling.is_some() {
             return Ok((mapped.exec_word(rel), shown));
         }
-        let rel = rel.strip_prefix("./").unwrap_or(rel);
-        if let Some((anchor, rest)) = rel.split_once("/./") {
+        let rel = rel.strip_prefix(b"./").unwrap_or(rel);
+        if let Some((anchor, rest)) = split_once(rel, b"/./") {
             let dir = resolve::locate(root, Path::new(""), 0, anchor)?;
             if dir.missing.is_empty() && dir.kind == system::Kind::Directory {
                 let dir_shown = dir.shown();
                 let pin = Pin::new(dir.existing, dir_shown, Prepare::Nothing);
-                let word = pin.word(&format!("/./{rest}"));
+                let word = pin.word(&[&b"/./"[..], rest].concat());
                 pins.push(pin);
                 return Ok((word, shown));
             }
         }
-        return Ok((root_word(root, pins, &format!("/./{rel}")), shown));
+        return Ok((root_word(root, pins, &[&b"/./"[..], rel].concat()), shown));
     }
-    if rel == "." || rel == "./" {
+    if rel == b"." || rel == b"./" {
         return Ok((
-            root_word(root, pins, if rel == "." { "/." } else { "/" }),
+            root_word(root, pins, if rel == b"." { b"/." } else { b"/" }),
             shown,
         ));
     }
-    let (trimmed, tail) = if let Some(t) = rel.strip_suffix("/.") {
-        (t.trim_end_matches('/'), "/.")
-    } else if rel.ends_with('/') {
-        (rel.trim_end_matches('/'), "/")
+    let (trimmed, tail): (&[u8], &[u8]) = if let Some(t) = rel.strip_suffix(b"/.") {
+        (trim_end_slashes(t), b"/.")
+    } else if rel.ends_with(b"/") {
+        (trim_end_slashes(rel), b"/")
     } else {
-        (rel, "")
+        (rel, b"")
     };
+    let slash_rel = [&b"/"[..], rel].concat();
     if !tail.is_empty() {
         if full.missing.is_empty() && full.kind == system::Kind::Directory {
             let pin = Pin::new(full.existing, shown.clone(), Prepare::Nothing);
@@ -539,40 +591,45 @@ fn source_word(
         }
         // Missing or not a directory: rsync reports it; the checked name beneath the
         // pinned root is all it gets.
-        return Ok((root_word(root, pins, &format!("/{rel}")), shown));
+        return Ok((root_word(root, pins, &slash_rel), shown));
     }
-    let (parent, leaf) = match trimmed.rsplit_once('/') {
-        Some((p, l)) => (p, l),
-        None => ("", trimmed),
-    };
+    let (parent, leaf) = rsplit_slash(trimmed).unwrap_or((b"", trimmed));
     if parent.is_empty() {
-        return Ok((root_word(root, pins, &format!("/{leaf}")), shown));
+        return Ok((root_word(root, pins, &[&b"/"[..], leaf].concat()), shown));
     }
-    if leaf == ".." || leaf == "." {
-        return Ok((root_word(root, pins, &format!("/{rel}")), shown));
+    if leaf == b".." || leaf == b"." {
+        return Ok((root_word(root, pins, &slash_rel), shown));
     }
     // The parent is resolved again to pin it: if it changed since, the refusal still
     // names the path the client asked for.
     let dir = resolve::locate(root, Path::new(""), 0, parent)
-        .map_err(|e| e.replacen(&format!("{parent:?}"), &format!("{rel:?}"), 1))?;
+        .map_err(|e| e.replacen(&show_quoted(parent), &show_quoted(rel), 1))?;
     if !dir.missing.is_empty() || dir.kind != system::Kind::Directory {
-        return Ok((root_word(root, pins, &format!("/{rel}")), shown));
+        return Ok((root_word(root, pins, &slash_rel), shown));
     }
-    Ok((dir_word(root, pins, dir, &format!("/{leaf}")), shown))
+    Ok((
+        dir_word(root, pins, dir, &[&b"/"[..], leaf].concat()),
+        shown,
+    ))
 }
 
 /// A push destination as rsync gets it, with the base of destination-relative options.
 struct Dest {
-    exec: String,
-    shown: String,
+    exec: Vec<u8>,
+    shown: Vec<u8>,
     /// Root-relative directory that relative `--backup-dir`, basis and temp dirs start
     /// from, and how many of its last names rsync will create.
     base: PathBuf,
     created: usize,
 }
 
-fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Result<Dest, String> {
-    let trailing = if dest.ends_with('/') { "/" } else { "" };
+fn dest_word(
+    root: &Root,
+    dest: &[u8],
+    dir_like: bool,
+    pins: &mut Vec<Pin>,
+) -> Result<Dest, String> {
+    let trailing: &[u8] = if dest.ends_with(b"/") { b"/" } else { b"" };
     let loc = resolve::locate(root, Path::new(""), 0, dest)?;
     let shown = loc.shown();
     if loc.missing.is_empty() && loc.kind == system::Kind::Directory {
@@ -583,7 +640,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
             pins,
             loc,
             if base.as_os_str().is_empty() {
-                "/"
+                b"/"
             } else {
                 trailing
             },
@@ -598,14 +655,17 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
     if loc.missing.is_empty() {
         // An existing file (or other non-directory): rsync replaces it by name in its
         // parent directory, which is then the base.
-        let trimmed = dest.trim_end_matches('/');
-        let (parent, leaf) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+        let trimmed = trim_end_slashes(dest);
+        let (parent, leaf) = rsplit_slash(trimmed).unwrap_or((b"", trimmed));
         let dir = resolve::locate(root, Path::new(""), 0, parent)?;
         if !dir.missing.is_empty() || dir.kind != system::Kind::Directory {
-            return Err(format!("{dest:?}: its directory does not exist"));
+            return Err(format!(
+                "{}: its directory does not exist",
+                show_quoted(dest)
+            ));
         }
         let base = dir.existing_rel.clone();
-        let exec = dir_word(root, pins, dir, &format!("/{leaf}"));
+        let exec = dir_word(root, pins, dir, &[&b"/"[..], leaf].concat());
         return Ok(Dest {
             exec,
             shown,
@@ -614,7 +674,7 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
         });
     }
     // Missing names beneath an existing directory: rsync creates them.
-    let tail = format!("{}{trailing}", resolve::suffix(&loc.missing));
+    let tail = [&resolve::suffix(&loc.missing)[..], trailing].concat();
     let mut base = loc.existing_rel.clone();
     let created = if dir_like {
         base.extend(&loc.missing);
@@ -634,11 +694,11 @@ fn dest_word(root: &Root, dest: &str, dir_like: bool, pins: &mut Vec<Pin>) -> Re
 
 /// An existing directory, pinned, followed by `suffix`, as rsync gets it (the root
 /// itself through its own descriptor).
-fn dir_word(root: &Root, pins: &mut Vec<Pin>, dir: Located, suffix: &str) -> String {
+fn dir_word(root: &Root, pins: &mut Vec<Pin>, dir: Located, suffix: &[u8]) -> Vec<u8> {
     if dir.existing_rel.as_os_str().is_empty() {
         return root_word(root, pins, suffix);
     }
-    let shown = dir.existing_rel.display().to_string();
+    let shown = dir.existing_rel.as_os_str().as_bytes().to_vec();
     let pin = Pin::new(dir.existing, shown, Prepare::Nothing);
     let word = pin.word(suffix);
     pins.push(pin);
@@ -660,24 +720,27 @@ fn path_option(
     kind: PathBase,
     base: &(PathBuf, usize),
     pins: &mut Vec<Pin>,
-) -> Result<String, String> {
+) -> Result<Vec<u8>, String> {
     let name = opt.spec.long;
     let value = opt.value.as_deref().unwrap_or_default();
     let err = |e: String| format!("--{name}: {e}");
-    if kind == PathBase::Start && value == "-" {
-        return Ok(value.to_string());
+    if kind == PathBase::Start && value == b"-" {
+        return Ok(value.to_vec());
     }
-    let tilde = value == "~" || value.starts_with("~/");
-    if value.starts_with('~') && !tilde {
-        return Err(format!("--{name}={value}: `~user` paths are not allowed"));
+    let tilde = value == b"~" || value.starts_with(b"~/");
+    if value.starts_with(b"~") && !tilde {
+        return Err(format!(
+            "--{name}={}: `~user` paths are not allowed",
+            show(value)
+        ));
     }
-    let anchored = value.starts_with('/') || tilde;
+    let anchored = value.starts_with(b"/") || tilde;
     if kind == PathBase::EachFileDir && !anchored {
         resolve::plain_name(value).map_err(err)?;
-        return Ok(value.to_string());
+        return Ok(value.to_vec());
     }
     let word = crate::command::Word {
-        text: value.to_string(),
+        text: value.to_vec(),
         position: 0,
         active_glob: Vec::new(),
         tilde,
@@ -690,18 +753,19 @@ fn path_option(
     }
     .map_err(err)?;
     let shown = loc.shown();
+    let quoted = show_quoted(&shown);
     let exists = loc.missing.is_empty();
     let is_dir = loc.kind == system::Kind::Directory;
     let pin = match (name, exists) {
         ("files-from", true) if loc.kind == system::Kind::File => {
             Pin::new(loc.existing, shown, Prepare::Nothing)
         }
-        ("files-from", _) => return Err(err(format!("{shown:?} is not an existing file"))),
-        (_, true) if !is_dir => return Err(err(format!("{shown:?} is not a directory"))),
+        ("files-from", _) => return Err(err(format!("{quoted} is not an existing file"))),
+        (_, true) if !is_dir => return Err(err(format!("{quoted} is not a directory"))),
         (_, true) => Pin::new(loc.existing, shown, Prepare::Nothing),
         ("temp-dir", false) => {
             return Err(err(format!(
-                "{shown:?} does not exist (rsync needs an existing directory)"
+                "{quoted} does not exist (rsync needs an existing directory)"
             )))
         }
         ("backup-dir" | "partial-dir", false) => {
@@ -720,9 +784,9 @@ fn path_option(
             let reserve = system::dup(&root.fd).map_err(|e| err(e.desc().to_string()))?;
             Pin::new(reserve, shown, Prepare::EmptyDir)
         }
-        _ => return Err(err(format!("{shown:?} does not exist"))),
+        _ => return Err(err(format!("{quoted} does not exist"))),
     };
-    let word = pin.word("");
+    let word = pin.word(b"");
     pins.push(pin);
     Ok(word)
 }

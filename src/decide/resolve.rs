@@ -11,16 +11,22 @@
 //! will create as a directory (the destination), never a name the transfer could create
 //! as a symlink first.
 //!
+//! Paths are bytes from the client's word to rsync's argv (`OsStr::from_bytes`): a name
+//! that is not UTF-8 (Latin-1) is resolved, pinned and passed on exactly as sent, and
+//! shown with the log's escaping (`caf\xe9`), never converted.
+//!
 //! Read-only file-system access only; creating directories for pins happens at exec time.
 #![forbid(unsafe_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use nix::errno::Errno;
 
-use crate::command::Word;
+use crate::command::{show_quoted, Word};
 use crate::system;
 
 /// Most names one wildcard word may expand to.
@@ -79,24 +85,25 @@ impl Root {
 /// A path word after mapping: relative to root, wildcard positions shifted along.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {
-    pub rel: String,
+    pub rel: Vec<u8>,
     pub active_glob: Vec<usize>,
     /// Root's own absolute spelling when the client used it (`/srv/backup/u/x`): rsync is
     /// then given that spelling, so `-R` sends the names the client asked for.
-    pub root_spelling: Option<String>,
+    pub root_spelling: Option<Vec<u8>>,
 }
 
 impl Mapped {
     /// The word rsync gets for one (expanded) relative path `rel`.
-    pub fn exec_word(&self, rel: &str) -> String {
+    pub fn exec_word(&self, rel: &[u8]) -> Vec<u8> {
         match &self.root_spelling {
-            Some(root) if rel == "." || rel == "./" => {
-                format!("{root}{}", if rel.ends_with('/') { "/" } else { "" })
+            Some(root) if rel == b"." || rel == b"./" => {
+                let slash: &[u8] = if rel.ends_with(b"/") { b"/" } else { b"" };
+                [root.as_slice(), slash].concat()
             }
-            Some(root) => format!("{root}/{rel}"),
+            Some(root) => [root.as_slice(), b"/", rel].concat(),
             // A name that starts with `-` (from `/-x` or a wildcard) stays a name.
-            None if rel.starts_with('-') => format!("./{rel}"),
-            None => rel.to_string(),
+            None if rel.starts_with(b"-") => [&b"./"[..], rel].concat(),
+            None => rel.to_vec(),
         }
     }
 }
@@ -104,22 +111,29 @@ impl Mapped {
 /// Map a client path onto root (as Debian's rrsync does): `~`, `~/x` → root; `/x` → root/x, unless
 /// the absolute path already begins with root's own path; `~user` is refused.
 pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
-    let text = word.text.as_str();
+    let text = word.text.as_slice();
     let mut root_spelling = None;
     let strip = if word.tilde {
-        if text == "~" {
+        if text == b"~" {
             1
-        } else if text.starts_with("~/") {
+        } else if text.starts_with(b"~/") {
             2
         } else {
-            return Err(format!("{text:?}: `~user` paths are not allowed"));
+            return Err(format!(
+                "{}: `~user` paths are not allowed",
+                show_quoted(text)
+            ));
         }
-    } else if text.starts_with('/') {
-        let root_str = root.to_str().unwrap_or("");
-        match text.strip_prefix(root_str) {
-            Some(rest) if root_str != "/" && (rest.is_empty() || rest.starts_with('/')) => {
-                root_spelling = Some(root_str.to_string());
-                root_str.len()
+    } else if text.starts_with(b"/") {
+        let root_bytes = root.as_os_str().as_bytes();
+        match text.strip_prefix(root_bytes) {
+            Some(rest)
+                if root_bytes != b"/"
+                    && !root_bytes.is_empty()
+                    && (rest.is_empty() || rest.starts_with(b"/")) =>
+            {
+                root_spelling = Some(root_bytes.to_vec());
+                root_bytes.len()
             }
             _ => 0,
         }
@@ -128,7 +142,7 @@ pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
     };
     let mut rest = &text[strip..];
     let mut shift = strip;
-    while let Some(r) = rest.strip_prefix('/') {
+    while let Some(r) = rest.strip_prefix(b"/") {
         rest = r;
         shift += 1;
     }
@@ -139,9 +153,9 @@ pub fn map_client_path(word: &Word, root: &Path) -> Result<Mapped, String> {
         .map(|&i| i - shift)
         .collect();
     let rel = match rest {
-        "" if text.ends_with('/') => "./".to_string(),
-        "" => ".".to_string(),
-        _ => rest.to_string(),
+        b"" if text.ends_with(b"/") => b"./".to_vec(),
+        b"" => b".".to_vec(),
+        _ => rest.to_vec(),
     };
     let active_glob = if rest.is_empty() {
         Vec::new()
@@ -165,17 +179,18 @@ pub struct Located {
     /// What it is.
     pub kind: system::Kind,
     /// The plain names after it that do not exist yet.
-    pub missing: Vec<String>,
+    pub missing: Vec<OsString>,
 }
 
 impl Located {
-    /// The root-relative spelling of the whole path, for `--test` and logs.
-    pub fn shown(&self) -> String {
+    /// The root-relative spelling of the whole path, for `--test` and logs: its bytes,
+    /// which every sink escapes (never a lossy conversion).
+    pub fn shown(&self) -> Vec<u8> {
         let mut p = self.existing_rel.clone();
         p.extend(&self.missing);
-        let s = p.display().to_string();
+        let s = p.into_os_string().into_vec();
         if s.is_empty() {
-            ".".into()
+            b".".to_vec()
         } else {
             s
         }
@@ -189,10 +204,11 @@ impl Located {
 /// will for rsync once the directory exists (`--link-dest=../prev` into a new snapshot).
 /// Any other `..` after a missing name is refused: the transfer itself could create that
 /// name as a symlink first. The existing part is resolved by the kernel and pinned.
-pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Located, String> {
-    let shown = rel;
-    if Path::new(rel).is_absolute() {
-        return Err(format!("{shown:?} is absolute"));
+pub fn locate(root: &Root, base: &Path, created: usize, rel: &[u8]) -> Result<Located, String> {
+    let shown = show_quoted(rel);
+    let rel = Path::new(OsStr::from_bytes(rel));
+    if rel.is_absolute() {
+        return Err(format!("{shown} is absolute"));
     }
     let base_len = base.components().count();
     let creatable_from = base_len.saturating_sub(created);
@@ -201,7 +217,7 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
         .components()
         .enumerate()
         .map(|(i, c)| (c, i >= creatable_from))
-        .chain(Path::new(rel).components().map(|c| (c, false)))
+        .chain(rel.components().map(|c| (c, false)))
         .filter(|(c, _)| !matches!(c, Component::CurDir))
         .collect();
     for _round in 0..64 {
@@ -212,7 +228,7 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
             match system::open_beneath(&root.fd, &prefix) {
                 Ok(fd) => break (fd, prefix),
                 Err(Errno::ENOENT) if n > 0 => n -= 1,
-                Err(e) => return Err(resolve_error(shown, e)),
+                Err(e) => return Err(resolve_error(&shown, e)),
             }
         };
         // The missing remainder: `created/..` pairs cancel; any other `..` is refused.
@@ -227,7 +243,7 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
                     }
                     _ => {
                         return Err(format!(
-                            "{shown:?}: `..` after a name that does not exist yet (the transfer could create it as a symlink)"
+                            "{shown}: `..` after a name that does not exist yet (the transfer could create it as a symlink)"
                         ))
                     }
                 },
@@ -239,19 +255,16 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
             comps = comps[..n].iter().copied().chain(rest).collect();
             continue;
         }
-        let kind = system::kind(&existing.0).map_err(|e| resolve_error(shown, e))?;
+        let kind = system::kind(&existing.0).map_err(|e| resolve_error(&shown, e))?;
         let mut missing = Vec::new();
         for (c, _) in &rest {
             let Component::Normal(name) = c else {
-                return Err(format!("{shown:?}: not a plain name"));
+                return Err(format!("{shown}: not a plain name"));
             };
-            let name = name
-                .to_str()
-                .ok_or_else(|| format!("{shown:?}: a name is not UTF-8"))?;
-            missing.push(name.to_string());
+            missing.push(name.to_os_string());
         }
         if !missing.is_empty() && kind != system::Kind::Directory {
-            return Err(format!("{shown:?}: a component is not a directory"));
+            return Err(format!("{shown}: a component is not a directory"));
         }
         return Ok(Located {
             existing: existing.0,
@@ -260,16 +273,17 @@ pub fn locate(root: &Root, base: &Path, created: usize, rel: &str) -> Result<Loc
             missing,
         });
     }
-    Err(format!("{shown:?}: too many `..`"))
+    Err(format!("{shown}: too many `..`"))
 }
 
+/// `shown` is the path already quoted and escaped ([`show_quoted`]).
 fn resolve_error(shown: &str, e: Errno) -> String {
     match e {
-        Errno::EXDEV => format!("{shown:?} leads outside root"),
-        Errno::ELOOP => format!("{shown:?} goes through a symlink that is not allowed"),
-        Errno::ENOTDIR => format!("{shown:?}: a component is not a directory"),
-        Errno::EACCES => format!("{shown:?}: permission denied"),
-        e => format!("{shown:?}: {}", e.desc()),
+        Errno::EXDEV => format!("{shown} leads outside root"),
+        Errno::ELOOP => format!("{shown} goes through a symlink that is not allowed"),
+        Errno::ENOTDIR => format!("{shown}: a component is not a directory"),
+        Errno::EACCES => format!("{shown}: permission denied"),
+        e => format!("{shown}: {}", e.desc()),
     }
 }
 
@@ -277,8 +291,8 @@ fn resolve_error(shown: &str, e: Errno) -> String {
 #[derive(Debug, Clone)]
 pub struct Pin {
     pub fd: Arc<OwnedFd>,
-    /// What it stands for, root-relative (for `--test` and logs).
-    pub shown: String,
+    /// What it stands for, root-relative, as bytes (for `--test` and logs, escaped there).
+    pub shown: Vec<u8>,
     /// Work to do at exec time (never in `--test`).
     pub prepare: Prepare,
 }
@@ -297,14 +311,14 @@ pub enum Prepare {
     Nothing,
     /// `fd` holds the existing parent; create `names` beneath it as directories with
     /// `mode`, then put the last one at `fd`'s number.
-    CreateDirs { names: Vec<String>, mode: u32 },
+    CreateDirs { names: Vec<OsString>, mode: u32 },
     /// Put an empty unnamed directory (made beneath root) at `fd`'s number: a missing
     /// basis directory rsync may only read.
     EmptyDir,
 }
 
 impl Pin {
-    pub fn new(fd: OwnedFd, shown: impl Into<String>, prepare: Prepare) -> Pin {
+    pub fn new(fd: OwnedFd, shown: impl Into<Vec<u8>>, prepare: Prepare) -> Pin {
         Pin {
             fd: Arc::new(fd),
             shown: shown.into(),
@@ -312,15 +326,25 @@ impl Pin {
         }
     }
 
+    /// The path rsync is given for this pin: `/proc/self/fd/N`.
+    pub fn fd_path(&self) -> String {
+        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+    }
+
     /// The path rsync is given for this pin, followed by `suffix` (`""`, `"/"`, `"/name"`).
-    pub fn word(&self, suffix: &str) -> String {
-        format!("/proc/self/fd/{}{suffix}", self.fd.as_raw_fd())
+    pub fn word(&self, suffix: &[u8]) -> Vec<u8> {
+        [self.fd_path().as_bytes(), suffix].concat()
     }
 }
 
 /// Join names as a relative suffix: `["a", "b"]` → `"/a/b"`.
-pub fn suffix(names: &[String]) -> String {
-    names.iter().map(|n| format!("/{n}")).collect()
+pub fn suffix(names: &[OsString]) -> Vec<u8> {
+    names
+        .iter()
+        .flat_map(|n| [&b"/"[..], n.as_bytes()])
+        .flatten()
+        .copied()
+        .collect()
 }
 
 /// Expand unquoted wildcards beneath root as a shell would (no match: the word stays
@@ -329,17 +353,18 @@ pub fn expand(
     root: &Root,
     mapped: &Mapped,
     budget: &mut crate::command::glob::Budget,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Vec<u8>>, String> {
     crate::command::glob::expand(&root.fd, &mapped.rel, &mapped.active_glob, budget)
         .map_err(|e| e.to_string())
 }
 
 /// One plain name (for a relative `--partial-dir`, which rsync applies in every
 /// directory of the transfer and itself refuses to follow when it is not a directory).
-pub fn plain_name(rel: &str) -> Result<(), String> {
-    if rel.is_empty() || rel == "." || rel == ".." || rel.contains('/') {
+pub fn plain_name(rel: &[u8]) -> Result<(), String> {
+    if rel.is_empty() || rel == b"." || rel == b".." || rel.contains(&b'/') {
         return Err(format!(
-            "{rel:?} must be one plain name, without `/` or `..` (or start with `/` for one directory beneath root)"
+            "{} must be one plain name, without `/` or `..` (or start with `/` for one directory beneath root)",
+            show_quoted(rel)
         ));
     }
     Ok(())
@@ -351,7 +376,7 @@ mod tests {
 
     fn word(text: &str, glob: &[usize], tilde: bool) -> Word {
         Word {
-            text: text.into(),
+            text: text.as_bytes().to_vec(),
             position: 1,
             active_glob: glob.to_vec(),
             tilde,
@@ -361,7 +386,7 @@ mod tests {
     #[test]
     fn mapping_follows_design_paths() {
         let root = Path::new("/srv/backup/amanda");
-        let m = |w: Word| map_client_path(&w, root).map(|m| m.rel);
+        let m = |w: Word| map_client_path(&w, root).map(|m| String::from_utf8(m.rel).unwrap());
         assert_eq!(m(word("dest/", &[], false)).unwrap(), "dest/");
         assert_eq!(m(word("/etc/passwd", &[], false)).unwrap(), "etc/passwd");
         assert_eq!(m(word("/srv/backup/amanda/x", &[], false)).unwrap(), "x");
@@ -376,21 +401,54 @@ mod tests {
         assert!(m(word("~root/.ssh", &[], true)).is_err());
         // Root's own spelling is kept for rsync (so -R sends the names asked for).
         let own = map_client_path(&word("/srv/backup/amanda/./snap/", &[], false), root).unwrap();
-        assert_eq!(own.rel, "./snap/");
-        assert_eq!(own.exec_word(&own.rel), "/srv/backup/amanda/./snap/");
+        assert_eq!(own.rel, b"./snap/");
+        assert_eq!(own.exec_word(&own.rel), b"/srv/backup/amanda/./snap/");
         let own = map_client_path(&word("/srv/backup/amanda/", &[], false), root).unwrap();
-        assert_eq!(own.exec_word(&own.rel), "/srv/backup/amanda/");
+        assert_eq!(own.exec_word(&own.rel), b"/srv/backup/amanda/");
         let dash = map_client_path(&word("/-x", &[], false), root).unwrap();
-        assert_eq!(dash.exec_word(&dash.rel), "./-x");
+        assert_eq!(dash.exec_word(&dash.rel), b"./-x");
         let g = map_client_path(&word("/a*", &[2], false), root).unwrap();
-        assert_eq!((g.rel.as_str(), g.active_glob), ("a*", vec![1]));
+        assert_eq!((g.rel.as_slice(), g.active_glob), (&b"a*"[..], vec![1]));
+    }
+
+    fn bytes_word(text: &[u8], tilde: bool) -> Word {
+        Word {
+            text: text.to_vec(),
+            position: 1,
+            active_glob: Vec::new(),
+            tilde,
+        }
+    }
+
+    #[test]
+    fn latin1_paths_map_as_bytes() {
+        let root = Path::new("/srv/backup/amanda");
+        let m = |t: &[u8], tilde| map_client_path(&bytes_word(t, tilde), root);
+        assert_eq!(m(b"/caf\xe9/", false).unwrap().rel, b"caf\xe9/");
+        assert_eq!(m(b"~/d\xff", true).unwrap().rel, b"d\xff");
+        let own = m(b"/srv/backup/amanda/\xe9", false).unwrap();
+        assert_eq!(own.exec_word(&own.rel), b"/srv/backup/amanda/\xe9");
+        let e = m(b"~r\xe9ot", true).unwrap_err();
+        assert_eq!(e, "\"~r\\xe9ot\": `~user` paths are not allowed");
+        // A root whose own name is not UTF-8 is matched by its bytes too.
+        let latin = Path::new(OsStr::from_bytes(b"/srv/b\xe4ck"));
+        let own = map_client_path(&bytes_word(b"/srv/b\xe4ck/x", false), latin).unwrap();
+        assert_eq!(own.rel, b"x");
+        assert_eq!(own.root_spelling.as_deref(), Some(&b"/srv/b\xe4ck"[..]));
+    }
+
+    #[test]
+    fn suffixes_and_pins_keep_every_byte() {
+        let names = [OsString::from_vec(b"a\xe9".to_vec()), OsString::from("b")];
+        assert_eq!(suffix(&names), b"/a\xe9/b");
     }
 
     #[test]
     fn partial_dir_must_be_plain() {
-        assert!(plain_name(".rsync-partial").is_ok());
-        assert!(plain_name("../x").is_err());
-        assert!(plain_name("a/b").is_err());
-        assert!(plain_name("..").is_err());
+        assert!(plain_name(b".rsync-partial").is_ok());
+        assert!(plain_name(b".partial-\xe9").is_ok());
+        assert!(plain_name(b"../x").is_err());
+        assert!(plain_name(b"a/b").is_err());
+        assert!(plain_name(b"..").is_err());
     }
 }

@@ -37,8 +37,14 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         }
         .and_then(|fd| system::move_fd_to(fd, pin.fd.as_raw_fd()));
         if let Err(e) = made {
-            let why = format!("cannot prepare {}: {}", pin.shown, e.desc());
-            eprintln!("rshell: denied: {}", log::escape(&why, 1024));
+            let why = format!(
+                "cannot prepare {}: {}",
+                crate::command::show(&pin.shown),
+                e.desc()
+            );
+            // As every refusal the client reads: escaped for a terminal, the name's bytes
+            // already spelled `\xNN` by `show`.
+            eprintln!("rshell: denied: {}", log::escape_for_terminal(&why, 1024));
             log::send(
                 &format!(
                     "deny user={} reason=\"{}\"",

@@ -1,6 +1,10 @@
 //! The rsync server model: one table with a row per option rsync 3.x accepts as a server, a parser that
 //! turns words into a typed [`Invocation`], and nothing else (no policy, no syscalls).
 //!
+//! Words are bytes: option names and every value that is not a path must be valid UTF-8
+//! (they are checked as text), a path value or operand may be any bytes but NUL (a
+//! Latin-1 client's file names), and is passed on exactly as it was checked.
+//!
 //! The table is an allowlist. popt takes no abbreviations (rsync 3.5.0 with popt 1.19: `--log-f=` is unknown), so we compare
 //! exact spellings; anything not in the table is refused with its name.
 #![forbid(unsafe_code)]
@@ -8,7 +12,7 @@
 pub mod daemon;
 pub mod version;
 
-use crate::command::Word;
+use crate::command::{show, Word};
 
 /// What the value of an option looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,7 +420,19 @@ pub fn long_option(name: &str) -> Option<&'static OptSpec> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opt {
     pub spec: &'static OptSpec,
-    pub value: Option<String>,
+    /// The value as sent: any bytes for a [`Value::Path`], valid UTF-8 for every other
+    /// kind (see [`Opt::text`]).
+    pub value: Option<Vec<u8>>,
+}
+
+impl Opt {
+    /// The value as text: every non-path value is (the parser refuses others); a path
+    /// value only when it happens to be UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        self.value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
 }
 
 /// What the client asked for in a transfer.
@@ -445,7 +461,7 @@ pub enum Invocation {
 /// Why the words are not a vetted rsync server invocation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("only rsync may run here, not {0:?}")]
+    #[error("only rsync may run here, not \"{0}\"")]
     NotRsync(String),
     #[error("rsync must be started as `rsync --server ...` (client mode is not allowed)")]
     NotServer,
@@ -457,15 +473,17 @@ pub enum ParseError {
     NoValueAllowed(String),
     #[error("option {0} needs a value")]
     MissingValue(String),
-    #[error("bad value for {0}: {1:?}")]
+    #[error("bad value for {0}: \"{1}\"")]
     BadValue(String, String),
+    #[error("the value of {0} is not valid UTF-8 (only a path may be any bytes)")]
+    NotUtf8Value(String),
     #[error("argument-taking letter -{0} inside the bundle {1}")]
     ValuedLetterInBundle(char, String),
     #[error("bad capability string in {0} (`e` must be last, followed by `.` or N.N and letters)")]
     BadCapabilities(String),
     #[error("`--` from the client is not allowed")]
     DoubleDash,
-    #[error("the word before the paths must be exactly `.`, got {0:?}")]
+    #[error("the word before the paths must be exactly `.`, got \"{0}\"")]
     BadDot(String),
     #[error("missing `.` and paths")]
     NoDot,
@@ -475,11 +493,11 @@ pub enum ParseError {
     TooManyPaths(usize),
     #[error("with --files-from exactly one path is allowed, got {0}")]
     FilesFromPaths(usize),
-    #[error("path {0:?} starts with `-`")]
+    #[error("path \"{0}\" starts with `-`")]
     DashPath(String),
-    #[error("unexpected word {0:?} (options must come before `.`)")]
+    #[error("unexpected word \"{0}\" (options must come before `.`)")]
     Unexpected(String),
-    #[error("unquoted {0:?} in option word {1:?}")]
+    #[error("unquoted {0:?} in option word \"{1}\"")]
     GlobInOption(char, String),
     #[error("option {0} given more than {1} times")]
     TooMany(String, usize),
@@ -494,18 +512,18 @@ pub enum ParseError {
 /// Parse split words into an [`Invocation`]: `rsync --server [--sender]`, options, `.`, paths.
 /// `configured_rsync` is the one absolute path also accepted as the program word.
 pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, ParseError> {
-    let program = words.first().map(|w| w.text.as_str()).unwrap_or("");
-    if program != "rsync" && program != configured_rsync {
-        return Err(ParseError::NotRsync(program.to_string()));
+    let program = words.first().map(|w| w.text.as_slice()).unwrap_or_default();
+    if program != b"rsync" && program != configured_rsync.as_bytes() {
+        return Err(ParseError::NotRsync(show(program)));
     }
-    if words.get(1).map(|w| w.text.as_str()) != Some("--server") {
+    if words.get(1).map(|w| w.text.as_slice()) != Some(b"--server") {
         return Err(ParseError::NotServer);
     }
     let rest = &words[2..];
-    if rest.first().map(|w| w.text.as_str()) == Some("--daemon") {
+    if rest.first().map(|w| w.text.as_slice()) == Some(b"--daemon") {
         return parse_daemon(rest);
     }
-    let sender = rest.first().map(|w| w.text.as_str()) == Some("--sender");
+    let sender = rest.first().map(|w| w.text.as_slice()) == Some(b"--sender");
     let rest = if sender { &rest[1..] } else { rest };
 
     let mut inv = ServerInvocation {
@@ -520,23 +538,27 @@ pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, Parse
         let Some(word) = rest.get(i) else {
             return Err(ParseError::NoDot);
         };
-        let text = word.text.as_str();
+        let text = word.text.as_slice();
         i += 1;
-        if text == "." {
+        if text == b"." {
             break;
         }
         if let Some(c) = option_word_glob(word) {
-            return Err(ParseError::GlobInOption(c, text.to_string()));
+            return Err(ParseError::GlobInOption(c, show(text)));
         }
-        if text == "--" {
+        if text == b"--" {
             return Err(ParseError::DoubleDash);
         }
-        if let Some(long) = text.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
+        if let Some(long) = text.strip_prefix(b"--") {
+            let (name, inline) = match long.iter().position(|&b| b == b'=') {
+                Some(at) => (&long[..at], Some(&long[at + 1..])),
                 None => (long, None),
             };
-            let spec = long_option(name).ok_or_else(|| ParseError::Unknown(format!("--{name}")))?;
+            let spec = std::str::from_utf8(name)
+                .ok()
+                .and_then(long_option)
+                .ok_or_else(|| ParseError::Unknown(format!("--{}", show(name))))?;
+            let name = spec.long;
             if let Refused(why) = spec.class {
                 return Err(ParseError::Refused(format!("--{name}"), why));
             }
@@ -545,7 +567,7 @@ pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, Parse
                     return Err(ParseError::NoValueAllowed(format!("--{name}")))
                 }
                 (Value::Flag, None) => None,
-                (_, Some(v)) => Some(v.to_string()),
+                (_, Some(v)) => Some(v.to_vec()),
                 (_, None) => {
                     // popt's two-word form: the next word is the value.
                     let next = rest
@@ -553,7 +575,7 @@ pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, Parse
                         .ok_or_else(|| ParseError::MissingValue(format!("--{name}")))?;
                     i += 1;
                     if let Some(c) = option_word_glob(next) {
-                        return Err(ParseError::GlobInOption(c, next.text.clone()));
+                        return Err(ParseError::GlobInOption(c, show(&next.text)));
                     }
                     Some(next.text.clone())
                 }
@@ -562,16 +584,16 @@ pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, Parse
                 check_value(spec, v)?;
             }
             push_option(&mut inv, spec, value)?;
-        } else if let Some(bundle) = text.strip_prefix('-') {
+        } else if let Some(bundle) = text.strip_prefix(b"-") {
             parse_short_word(&mut inv, text, bundle)?;
         } else {
-            return Err(ParseError::BadDot(text.to_string()));
+            return Err(ParseError::BadDot(show(text)));
         }
     }
     inv.paths = rest[i..].to_vec();
     for p in &inv.paths {
-        if p.text.starts_with('-') {
-            return Err(ParseError::DashPath(p.text.clone()));
+        if p.text.starts_with(b"-") {
+            return Err(ParseError::DashPath(show(&p.text)));
         }
     }
     let has_files_from = inv.options.iter().any(|o| o.spec.long == "files-from");
@@ -585,9 +607,9 @@ pub fn parse(words: &[Word], configured_rsync: &str) -> Result<Invocation, Parse
 }
 
 fn parse_daemon(rest: &[Word]) -> Result<Invocation, ParseError> {
-    let texts: Vec<&str> = rest.iter().map(|w| w.text.as_str()).collect();
+    let texts: Vec<&[u8]> = rest.iter().map(|w| w.text.as_slice()).collect();
     match texts.as_slice() {
-        ["--daemon", "."] => Ok(Invocation::Daemon),
+        [b"--daemon", b"."] => Ok(Invocation::Daemon),
         _ => Err(ParseError::Daemon(
             "daemon over ssh is accepted only as exactly `rsync --server --daemon .` (rshell supplies the config)",
         )),
@@ -599,30 +621,33 @@ fn parse_daemon(rest: &[Word]) -> Result<Invocation, ParseError> {
 fn option_word_glob(word: &Word) -> Option<char> {
     word.active_glob
         .first()
-        .map(|&i| word.text[i..].chars().next().unwrap_or('*'))
+        .map(|&i| word.text.get(i).map_or('*', |&b| char::from(b)))
 }
 
 /// A word starting with a single `-`: a bundle of flag letters with an optional
 /// `e<caps>` tail, or `-B<n>` / `-@<n>` as their own word (rsync's popt takes the rest of a bundle as their value).
 fn parse_short_word(
     inv: &mut ServerInvocation,
-    text: &str,
-    bundle: &str,
+    word: &[u8],
+    bundle: &[u8],
 ) -> Result<(), ParseError> {
-    let letters = bundle.char_indices();
-    let Some((_, first)) = letters.clone().next() else {
-        return Err(ParseError::Unknown(text.to_string()));
+    let Some(&first) = bundle.first() else {
+        return Err(ParseError::Unknown(show(word)));
     };
-    if first == 'B' || first == '@' {
-        let spec = short_spec(first);
+    if first == b'B' || first == b'@' {
+        let spec = short_spec(char::from(first));
         let value = &bundle[1..];
         if value.is_empty() {
-            return Err(ParseError::MissingValue(format!("-{first}")));
+            return Err(ParseError::MissingValue(format!("-{}", char::from(first))));
         }
         check_value(spec, value)?;
-        return push_option(inv, spec, Some(value.to_string()));
+        return push_option(inv, spec, Some(value.to_vec()));
     }
-    for (i, c) in letters {
+    // Flag letters and capabilities are ASCII: a word that is not even UTF-8 is no bundle.
+    let (Ok(text), Ok(bundle)) = (std::str::from_utf8(word), std::str::from_utf8(bundle)) else {
+        return Err(ParseError::Unknown(show(word)));
+    };
+    for (i, c) in bundle.char_indices() {
         if c == 'e' {
             let caps = &bundle[i + 1..];
             if inv.caps.is_some() || !valid_caps(caps) {
@@ -677,7 +702,7 @@ fn valid_caps(caps: &str) -> bool {
 fn push_option(
     inv: &mut ServerInvocation,
     spec: &'static OptSpec,
-    value: Option<String>,
+    value: Option<Vec<u8>>,
 ) -> Result<(), ParseError> {
     let count = inv
         .options
@@ -701,12 +726,29 @@ fn push_option(
 /// rsync would use are then not the ones rshell checked.
 pub const POPT_NEXT_ARG: &str = "!#:+";
 
-fn check_value(spec: &OptSpec, v: &str) -> Result<(), ParseError> {
-    if v.contains(POPT_NEXT_ARG) {
+/// Check an option's value: a path may be any bytes (a name), every other kind is text
+/// and must be valid UTF-8 before its own rule is applied.
+fn check_value(spec: &OptSpec, value: &[u8]) -> Result<(), ParseError> {
+    if value
+        .windows(POPT_NEXT_ARG.len())
+        .any(|w| w == POPT_NEXT_ARG.as_bytes())
+    {
         return Err(ParseError::PoptSyntax(format!("--{}", spec.long)));
     }
+    if let Value::Path(_) = spec.value {
+        return if value.is_empty() {
+            Err(ParseError::BadValue(
+                format!("--{}", spec.long),
+                String::new(),
+            ))
+        } else {
+            Ok(())
+        };
+    }
+    let v = std::str::from_utf8(value)
+        .map_err(|_| ParseError::NotUtf8Value(format!("--{}", spec.long)))?;
     let ok = match spec.value {
-        Value::Flag => false,
+        Value::Flag | Value::Path(_) => false,
         Value::Int => parse_int(v, true),
         Value::Uint => parse_int(v, false),
         Value::Size(limit) => parse_size(v).is_some_and(|n| limit.is_none_or(|max| n <= max)),
@@ -733,14 +775,13 @@ fn check_value(spec: &OptSpec, v: &str) -> Result<(), ParseError> {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"/.-_".contains(&b))
         }
-        Value::Path(_) => !v.is_empty(),
     };
     if ok {
         Ok(())
     } else {
         Err(ParseError::BadValue(
             format!("--{}", spec.long),
-            v.to_string(),
+            show(value),
         ))
     }
 }
@@ -799,8 +840,9 @@ impl ServerInvocation {
     /// The words rshell execs for the options part, canonical spellings, before any
     /// forced option: the bundle, then long options as `--name[=value]`. `resolved[i]` is
     /// the value rshell resolved for option `i` (a path-valued option), used instead of
-    /// the client's text; one slot per option, so the mapping cannot slip.
-    pub fn option_words(&self, resolved: &[Option<String>]) -> Vec<String> {
+    /// the client's bytes; one slot per option, so the mapping cannot slip. Values are
+    /// bytes and stay bytes: what was checked is what is exec'd.
+    pub fn option_words(&self, resolved: &[Option<Vec<u8>>]) -> Vec<Vec<u8>> {
         assert_eq!(resolved.len(), self.options.len(), "one slot per option");
         let mut out = Vec::new();
         if !self.flags.is_empty() || self.caps.is_some() {
@@ -810,16 +852,21 @@ impl ServerInvocation {
                 bundle.push('e');
                 bundle.push_str(caps);
             }
-            out.push(bundle);
+            out.push(bundle.into_bytes());
         }
         for (opt, resolved) in self.options.iter().zip(resolved) {
-            let value = resolved.clone().or_else(|| opt.value.clone());
+            let value = resolved.as_ref().or(opt.value.as_ref());
             let long = exec_spelling(opt.spec);
-            out.push(match (opt.spec.short, value) {
-                (Some(c @ ('B' | '@')), Some(v)) => format!("-{c}{v}"),
-                (_, Some(v)) => format!("--{long}={v}"),
-                (_, None) => format!("--{long}"),
-            });
+            let (mut word, value) = match (opt.spec.short, value) {
+                (Some(c @ ('B' | '@')), Some(v)) => (format!("-{c}").into_bytes(), v),
+                (_, Some(v)) => (format!("--{long}=").into_bytes(), v),
+                (_, None) => {
+                    out.push(format!("--{long}").into_bytes());
+                    continue;
+                }
+            };
+            word.extend_from_slice(value);
+            out.push(word);
         }
         out
     }
@@ -863,7 +910,7 @@ mod tests {
     fn valued_options_take_both_popt_forms(#[case] opt: &str) {
         let t = transfer(&format!("rsync --server -re.iLs {opt} . dest/"));
         assert_eq!(t.options[0].spec.long, "timeout");
-        assert_eq!(t.options[0].value.as_deref(), Some("30"));
+        assert_eq!(t.options[0].text(), Some("30"));
     }
 
     #[rstest]
@@ -937,6 +984,73 @@ mod tests {
     #[case("12X", false)]
     fn sizes(#[case] v: &str, #[case] ok: bool) {
         assert_eq!(parse_size(v).is_some(), ok);
+    }
+
+    fn parse_bytes(s: &[u8]) -> Result<Invocation, ParseError> {
+        parse(&split(s).unwrap(), "/usr/bin/rsync")
+    }
+
+    /// Paths (operands and path values) are bytes: a Latin-1 client's names pass as sent.
+    #[test]
+    fn latin1_paths_and_path_values_are_bytes() {
+        let Ok(Invocation::Transfer(t)) = parse_bytes(
+            b"rsync --server -re.iLs --backup-dir=old\xe9 --partial-dir .p\xff --link-dest ../d\xe9 . caf\xe9/",
+        ) else {
+            panic!("refused");
+        };
+        assert_eq!(t.paths[0].text, b"caf\xe9/");
+        assert_eq!(t.options[0].value.as_deref(), Some(&b"old\xe9"[..]));
+        assert_eq!(t.options[0].text(), None);
+        assert_eq!(t.options[1].value.as_deref(), Some(&b".p\xff"[..]));
+        assert_eq!(t.options[2].value.as_deref(), Some(&b"../d\xe9"[..]));
+        let words = t.option_words(&[None, None, None]);
+        assert_eq!(words[1], b"--backup-dir=old\xe9");
+        assert_eq!(words[3], b"--link-dest=../d\xe9");
+        assert!(parse_bytes(b"rsync --server --sender -re.iLs . a\xe9 b\xff").is_ok());
+    }
+
+    /// Every value that is not a path is text: a byte that is not UTF-8 is refused, and
+    /// the refusal names the option.
+    #[rstest]
+    #[case(b"--suffix=~\xe9", "--suffix")]
+    #[case(b"--info=\xe9", "--info")]
+    #[case(b"--max-size=1\xe9", "--max-size")]
+    #[case(b"--iconv=latin\xe9", "--iconv")]
+    #[case(b"--usermap 1:\xe9", "--usermap")]
+    #[case(b"--timeout=\xff", "--timeout")]
+    #[case(b"-B\xff", "--block-size")]
+    fn invalid_utf8_in_a_value_that_is_not_a_path_is_refused(
+        #[case] option: &[u8],
+        #[case] named: &str,
+    ) {
+        let command = [&b"rsync --server -re.iLs "[..], option, b" . d/"].concat();
+        let e = parse_bytes(&command).unwrap_err();
+        assert_eq!(e, ParseError::NotUtf8Value(named.into()), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("the value of {named} is not valid UTF-8 (only a path may be any bytes)")
+        );
+    }
+
+    #[test]
+    fn option_names_and_program_words_are_never_bytes() {
+        assert_eq!(
+            parse_bytes(b"rsync --server --d\xe9lete . d/"),
+            Err(ParseError::Unknown("--d\\xe9lete".into()))
+        );
+        assert_eq!(
+            parse_bytes(b"rsync --server -r\xe9 . d/"),
+            Err(ParseError::Unknown("-r\\xe9".into()))
+        );
+        let e = parse_bytes(b"rsync\xe9 --server . d/").unwrap_err();
+        assert_eq!(e.to_string(), "only rsync may run here, not \"rsync\\xe9\"");
+        let e = parse_bytes(b"rsync --server . -\xe9").unwrap_err();
+        assert_eq!(e.to_string(), "path \"-\\xe9\" starts with `-`");
+        let e = parse_bytes(b"rsync --server x\xe9 d/").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the word before the paths must be exactly `.`, got \"x\\xe9\""
+        );
     }
 
     #[test]

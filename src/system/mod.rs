@@ -369,7 +369,7 @@ pub fn lock(
 /// directory is used as it is; an existing non-directory or symlink is an error. Used for
 /// receiver option directories (`--backup-dir`) so that rsync is handed a directory that
 /// exists before the transfer could plant a symlink at its name.
-pub fn create_dirs_beneath(dir: &OwnedFd, names: &[String], mode: u32) -> Result<OwnedFd, Errno> {
+pub fn create_dirs_beneath(dir: &OwnedFd, names: &[OsString], mode: u32) -> Result<OwnedFd, Errno> {
     let mut current = fcntl::openat(
         dir.as_fd(),
         ".",
@@ -377,12 +377,12 @@ pub fn create_dirs_beneath(dir: &OwnedFd, names: &[String], mode: u32) -> Result
         Mode::empty(),
     )?;
     for name in names {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        if name.is_empty() || name == "." || name == ".." || name.as_bytes().contains(&b'/') {
             return Err(Errno::EINVAL);
         }
         match nix::sys::stat::mkdirat(
             current.as_fd(),
-            name.as_str(),
+            name.as_os_str(),
             Mode::from_bits_truncate(mode),
         ) {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -390,7 +390,7 @@ pub fn create_dirs_beneath(dir: &OwnedFd, names: &[String], mode: u32) -> Result
         }
         current = fcntl::openat(
             current.as_fd(),
-            name.as_str(),
+            name.as_os_str(),
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
@@ -458,7 +458,8 @@ pub fn set_not_dumpable() {
 /// Everything needed to turn this process into rsync.
 pub struct ExecImage<'a> {
     pub program: &'a Path,
-    pub argv: &'a [String],
+    /// Bytes, exactly as checked (`CString::new` refuses only a NUL, which none has).
+    pub argv: &'a [OsString],
     pub env: &'a [(String, String)],
     pub cwd: &'a OwnedFd,
     pub umask: u32,

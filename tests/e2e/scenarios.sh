@@ -551,6 +551,46 @@ t_secluded_attacks() {
 }
 scenario "rsync -s: hidden options, paths outside root and --iconv refused; words logged" t_secluded_attacks
 
+# ============================ Latin-1 names (bytes that are not UTF-8) =====================
+
+# A client on an ISO-8859-1 machine sends its names as they are: `café` as `caf` + 0xE9, `nÿ`
+# as `n` + 0xFF. rshell passes those bytes through (split, check, exec) and logs them escaped.
+t_latin1() {
+  local e9 ff dir secl i=0 got
+  e9=$(printf 'caf\351.txt') ff=$(printf 'n\377')
+  rm -rf "$C/latin1" && mkdir -p "$C/latin1/src"
+  printf 'e9\n' >"$C/latin1/src/$e9" && printf 'ff\n' >"$C/latin1/src/$ff"
+  for secl in "" -s; do
+    i=$((i + 1))
+    dir=$(printf 'l\351tin%s' "$i")
+    syslog_mark
+    # shellcheck disable=SC2086 # $secl is one option or none
+    rs_ok rw -a $secl "$C/latin1/src/" "$U_RW:$dir/" || { WHY="push ${secl:-plain}: $WHY"; return 1; }
+    got=$(cat "$RW/$dir/$e9" "$RW/$dir/$ff" 2>/dev/null | tr '\n' ' ')
+    [ "$got" = "e9 ff " ] ||
+      why "push ${secl:-plain}: the names are not on disk byte for byte: $(ls "$RW" "$RW/$dir" 2>&1 | od -An -c | tr -s ' \n' ' ' | cut -c1-200)" || return 1
+    assert_same_tree "$C/latin1/src" "$RW/$dir" || { WHY="push ${secl:-plain}: $WHY"; return 1; }
+    # The log record escapes the bytes (`l\xe9tin1`) and holds none of them raw.
+    syslog_since_mark_has 'allow user=rse2e_rw .*paths="l\\xe9tin'"$i"'"' || return 1
+    ! tail -n +"$((SYSLOG_AT + 1))" "$SYSLOG" | LC_ALL=C grep -q "$(printf '[\351\377]')" ||
+      why "a raw Latin-1 byte in the syslog record" || return 1
+    # shellcheck disable=SC2086
+    rs_ok rw -a $secl "$U_RW:$dir/$ff" "$C/latin1/one$i" || { WHY="pull of $dir/n<ff> ${secl:-plain}: $WHY"; return 1; }
+    cmp -s "$C/latin1/one$i" "$C/latin1/src/$ff" || why "pull ${secl:-plain}: n<ff> differs" || return 1
+    # shellcheck disable=SC2086
+    rs_ok rw -a $secl "$U_RW:$dir/" "$C/latin1/tree$i/" || { WHY="pull ${secl:-plain}: $WHY"; return 1; }
+    assert_same_tree "$C/latin1/src" "$C/latin1/tree$i" || { WHY="pull ${secl:-plain}: $WHY"; return 1; }
+    # The attack twin: the Latin-1 name does not carry `..` out of the root; the client's
+    # refusal line shows the name escaped.
+    # shellcheck disable=SC2086
+    rs_denied rw -a $secl "$U_RW:$dir/../../outside/canary.txt" "$C/latin1/esc$i" || { WHY="escape ${secl:-plain}: $WHY"; return 1; }
+    [ ! -e "$C/latin1/esc$i" ] || why "escape ${secl:-plain}: the canary was served" || return 1
+    grep -q -F "l\\xe9tin$i/../../outside" "$LAST_ERR" ||
+      why "escape ${secl:-plain}: the refusal does not show the escaped name: $(first_line "$LAST_ERR")" || return 1
+  done
+}
+scenario "Latin-1 names (0xE9, a trailing 0xFF): push and pull byte for byte, plain and -s; logged escaped; .. twin refused" t_latin1
+
 t_backuppc() {
   local bpc=/usr/libexec/backuppc-rsync/rsync_bpc pool=$C/bpc-pool
   [ -x "$bpc" ] || { why "rsync_bpc (Debian package backuppc-rsync) is not installed"; return 1; }

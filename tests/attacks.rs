@@ -786,6 +786,32 @@ fn given_backuppc_defaults_then_full_incremental_and_restore_are_allowed() {
     assert_eq!(argv.last().unwrap(), "<dest>/", "{argv:?}");
 }
 
+/// Twin of the restore above: for an account with uid 0 rsync is super-user anyway, and
+/// `--super` is kept (the table's `SuperUser` class decides, not the option's name).
+#[test]
+fn super_is_kept_for_uid_0_and_use_qsort_is_handed_on_as_qsort() {
+    let world = World::new("bpc-root");
+    let policy = world.policy(REFERENCE);
+    let mut account = common::account(&world.home);
+    account.uid = 0;
+    let words = common::secluded_words(r"rsync\0--super\0--use-qsort\0--numeric-ids\0.\0dest/\0\0");
+    let input = rshell::Input {
+        form: rshell::Form::Login,
+        key: None,
+        config_path: std::path::Path::new("/etc/rshell.toml"),
+        account: &account,
+        client: None,
+        command: b"/usr/bin/rsync --server -slHogDtprRe.iLsfxC",
+    };
+    let argv = rshell::decide_secluded(&input, &policy, &words)
+        .unwrap()
+        .shown_argv();
+    assert!(argv.iter().any(|a| a == "--super"), "{argv:?}");
+    // rsync's server knows only `--qsort` (its client sends `--use-qsort`).
+    assert!(argv.iter().any(|a| a == "--qsort"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a == "--use-qsort"), "{argv:?}");
+}
+
 #[rstest]
 #[case::log_file_hidden(r"rsync\0--log-file=/tmp/x\0.\0dest/\0\0", "--log-file")]
 #[case::outside_path(r"rsync\0.\0../../etc/\0\0", "outside root")]

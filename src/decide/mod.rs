@@ -479,11 +479,9 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
                 Value::Path(PathBase::Destination | PathBase::EachFileDir)
             ))
     });
-    // `--super` (BackupPC's restore sends it) makes a non-root receiver attempt chown and
-    // device creation, which only fail: it is dropped for accounts other than uid 0 (for
-    // which rsync is super-user anyway). `fake_super` stores ownership in xattrs instead.
+    // `--super` (BackupPC's restore sends it): see `Class::SuperUser`.
     if req.account.uid != 0 {
-        kept.options.retain(|o| o.spec.long != "super");
+        kept.options.retain(|o| o.spec.class != Class::SuperUser);
     }
     let mut resolved = Vec::new();
     for opt in &kept.options {

@@ -83,6 +83,11 @@ pub enum Class {
     DryRun,
     /// A path-valued option the server reads (`--files-from`): refused in write-only.
     ReadPath,
+    /// Makes the receiver act as super-user (`--super`: chown to any owner, devices,
+    /// specials). Kept for accounts with uid 0, for which rsync is super-user anyway;
+    /// dropped for any other account, where those attempts could only fail
+    /// (`fake_super` stores ownership in xattrs instead).
+    SuperUser,
     /// Refused always, with this reason.
     Refused(&'static str),
 }
@@ -96,6 +101,9 @@ pub struct OptSpec {
     pub long: &'static str,
     pub value: Value,
     pub class: Class,
+    /// The spelling rshell hands rsync's server when it differs from the one rsync's
+    /// client sends (`None`: the same).
+    pub server_spelling: Option<&'static str>,
 }
 
 const CHECKSUMS: &[&str] = &[
@@ -113,11 +121,18 @@ const SECLUDED: &str = "(secluded args) is accepted only in rsync's own secluded
 
 macro_rules! row {
     ($short:expr, $long:expr, $value:expr, $class:expr) => {
+        row!($short, $long, $value, $class, None)
+    };
+    ($short:expr, $long:expr, $value:expr, $class:expr, server = $spelling:expr) => {
+        row!($short, $long, $value, $class, Some($spelling))
+    };
+    ($short:expr, $long:expr, $value:expr, $class:expr, $spelling:expr) => {
         OptSpec {
             short: $short,
             long: $long,
             value: $value,
             class: $class,
+            server_spelling: $spelling,
         }
     };
 }
@@ -205,9 +220,9 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "ignore-errors", Flag, Safe),
     // `rsync --qsort` sends it, but rsync's server only knows `--qsort` (rsync 3.x: the
     // client's server_options() writes `--use-qsort`): rshell passes it on as `--qsort`.
-    row!(None, "use-qsort", Flag, Safe),
+    row!(None, "use-qsort", Flag, Safe, server = "qsort"),
     row!(None, "only-write-batch", Literal(&["X"]), Safe),
-    row!(None, "super", Flag, Safe),
+    row!(None, "super", Flag, SuperUser),
     row!(None, "size-only", Flag, Safe),
     row!(None, "stats", Flag, Safe),
     row!(None, "skip-compress", SuffixList, Safe),
@@ -405,10 +420,7 @@ pub fn short_flag_spec(letter: char) -> Option<&'static OptSpec> {
 /// The spelling rshell hands rsync for an option: the table's, except where rsync's
 /// server knows the option under another name than the one its client sends.
 pub fn exec_spelling(spec: &OptSpec) -> &'static str {
-    match spec.long {
-        "use-qsort" => "qsort",
-        long => long,
-    }
+    spec.server_spelling.unwrap_or(spec.long)
 }
 
 /// Look up an exact long spelling.

@@ -55,7 +55,7 @@ if [ -n "$SERVER_TRACE" ]; then
   calls=$calls,dup2,dup3,fcntl,fchmod,fchown,ftruncate,fallocate,getdents64,pipe2,socketpair
   calls=$calls,clone,clone3,fork,vfork,exit_group,name_to_handle_at,open_by_handle_at,pidfd_open
   calls=$calls,inotify_add_watch,mount,umount2,pivot_root,fanotify_mark
-  wrap="/usr/bin/strace -f -y -qq -s 65535 -e trace=$calls -o $SERVER_TRACE"
+  wrap="/usr/bin/strace -f --seccomp-bpf -y -xx -qq -s 65535 -e trace=$calls -o $SERVER_TRACE"
 fi
 if [ -n "$SERVER_AS" ]; then
   wrap="$wrap /usr/bin/setpriv --reuid=${SERVER_AS%%:*} --regid=${SERVER_AS##*:} --clear-groups"
@@ -73,9 +73,8 @@ serve() {
   *)
     exec /usr/bin/unshare -m --propagation private /bin/sh -c '
       set -e
-      t=$(/bin/mktemp -d "$3/ov.XXXXXX")
-      /bin/mkdir "$t/up" "$t/work"
-      /bin/chmod 755 "$t/up"
+      t="$3/ov.$$"
+      /bin/mkdir -m 755 -p "$t/up" "$t/work"
       /bin/cp "$0" "$t/up/rshell.toml"
       /bin/mount -t overlay overlay -o "lowerdir=/etc,upperdir=$t/up,workdir=$t/work" /etc
       if [ "$NO_SYSLOG" = 1 ] && [ -S /dev/log ]; then
@@ -92,23 +91,24 @@ serve() {
     ;;
   esac
 }
-# Read the client's secluded words off standard input, one byte at a time, up to and
-# including the empty word that ends them.
+# Read the client's secluded words off standard input up to and including the empty word
+# that ends them (bash's read takes one byte at a time from a pipe or socket: never more).
 skip_words() {
-  prev=""
-  while :; do
-    b=$(/bin/dd bs=1 count=1 2>/dev/null | /usr/bin/od -An -tx1 | /usr/bin/tr -d ' \n')
-    [ -n "$b" ] || return 1
-    if [ "$b" = 00 ] && [ "$prev" = 00 ]; then
-      return 0
-    fi
-    prev=$b
-  done
+  /bin/bash -c 'while IFS= read -r -d "" w; do [ -n "$w" ] || exit 0; done; exit 1'
 }
 if [ -n "$SERVER_WORDS" ]; then
   skip_words || { echo "fake-ssh: the client sent no secluded words" >&2; exit 70; }
-  { /bin/cat "$SERVER_WORDS"; exec /bin/cat; } | (serve)
-  exit $?
+  fifo="$SERVER_WORDS.$$.fifo"
+  /usr/bin/mkfifo "$fifo"
+  exec 3<&0
+  { /bin/cat "$SERVER_WORDS"; exec /bin/cat <&3; } >"$fifo" &
+  feeder=$!
+  exec 3<&-
+  (serve) <"$fifo"
+  rc=$?
+  kill "$feeder" 2>/dev/null
+  rm -f "$fifo"
+  exit "$rc"
 fi
 if [ -n "$GATE" ]; then
   fifo="$GATE.$$.fifo"

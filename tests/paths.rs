@@ -49,11 +49,11 @@
 //! home-root rows are left out (no transfer of a tree of their own). Each command runs at
 //! the default settings (Landlock, `--confine-root`) and with `confine = "off"` +
 //! `confine_root = false`, where rshell's own checks and pins stand alone: 432 traced
-//! transfers, three at a time (`RSHELL_PATHS_JOBS`), about 70 s on two busy cores. The
-//! few `--files-from` downloads that rshell refuses without confinement must be refused by
-//! `--test` and by the real run alike. Some transfers end non-zero (the harness swaps the
-//! client's command line for the corpus one, and a client cannot always mirror a
-//! server-only option); their paths are checked all the same.
+//! transfers, three at a time (`RSHELL_PATHS_JOBS`): 65-85 s on two cores shared with
+//! other builds. The few `--files-from` downloads that rshell refuses without confinement
+//! must be refused by `--test` and by the real run alike. Some transfers end non-zero (the
+//! harness swaps the client's command line for the corpus one, and a client cannot always
+//! mirror a server-only option); their paths are checked all the same.
 //!
 //! The control, [`the_harness_flags_plain_rsync_escaping_the_root`], runs plain rsync (no
 //! rshell) on attack commands (`--backup-dir=../../outside`, a push into `dest/esc-dir/`, a

@@ -13,10 +13,10 @@
 //!    root-relative path each stands for).
 //! 2. A real rsync client (a pull when the server words say `--sender`, else a push; its
 //!    options derived from the server words, its sources on a pull the server's own paths)
-//!    runs with the site's fake ssh, which runs the built rshell as `nobody` (setpriv) with
-//!    exactly CMD (`SERVER_COMMAND`; a secluded command's words are swapped in on stdin,
-//!    `SERVER_WORDS`), under `strace -f -y -xx` (`SERVER_TRACE`): rshell, the rsync it
-//!    execs, and rsync's children.
+//!    runs with the site's fake ssh, which runs the built rshell as `nobody` with exactly
+//!    CMD (`SERVER_COMMAND`; a secluded command's words are swapped in on stdin,
+//!    `SERVER_WORDS`) under `strace -f -y -xx -u nobody` (`SERVER_AS`, `SERVER_TRACE`):
+//!    rshell, the rsync it execs, and rsync's children.
 //! 3. The trace is replayed: a descriptor table per process (the kernel's own `-y` names of
 //!    every returned and passed descriptor; CLOEXEC ones dropped at exec), the working
 //!    directory, and a model of the symlinks in the tree (the planted ones, plus those the
@@ -49,7 +49,7 @@
 //! home-root rows are left out (no transfer of a tree of their own). Each command runs at
 //! the default settings (Landlock, `--confine-root`) and with `confine = "off"` +
 //! `confine_root = false`, where rshell's own checks and pins stand alone: 432 traced
-//! transfers, three at a time (`RSHELL_PATHS_JOBS`): 65-85 s on two cores shared with
+//! transfers, three at a time (`RSHELL_PATHS_JOBS`): about 55 s on two cores shared with
 //! other builds. The few `--files-from` downloads that rshell refuses without confinement
 //! must be refused by `--test` and by the real run alike. Some transfers end non-zero (the
 //! harness swaps the client's command line for the corpus one, and a client cannot always
@@ -63,8 +63,8 @@
 //! Developer knobs: `RSHELL_PATHS_ONLY=TEXT` runs only the commands containing TEXT;
 //! `RSHELL_PATHS_KEEP=DIR` keeps every trace in DIR.
 //!
-//! Needs root, `unshare -m`, overlayfs, /usr/bin/rsync, /usr/bin/strace, setpriv and a
-//! kernel that enforces Landlock (see `common::needs`).
+//! Needs root, `unshare -m`, overlayfs, /usr/bin/rsync, /usr/bin/strace and a kernel that
+//! enforces Landlock (see `common::needs`).
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -89,7 +89,6 @@ const SETTINGS: [(&str, &str); 2] = [
 fn usable() -> bool {
     site::usable()
         && common::needs("strace", common::program("/usr/bin/strace"))
-        && common::needs("setpriv", common::program("/usr/bin/setpriv"))
         && common::needs("a kernel that enforces Landlock", common::landlock())
 }
 
@@ -1389,10 +1388,9 @@ fn transfer(
     let trace = site.base().join("trace");
     let root = site.root.display().to_string();
     let words_file = site.base().join("words");
-    let as_user = format!("{NOBODY}:{NOBODY}");
     let mut env: Vec<(&str, &str)> = vec![
         ("SERVER_COMMAND", command),
-        ("SERVER_AS", &as_user),
+        ("SERVER_AS", "nobody"),
         ("SERVER_TRACE", trace.to_str().unwrap()),
         ("NO_SYSLOG", "1"),
     ];

@@ -25,8 +25,8 @@ use super::TempDir;
 /// - `SERVER_WORDS`: a file of secluded-args words (`rsync\0...\0\0`): the client's own
 ///   words are read off standard input one byte at a time (never past their terminator)
 ///   and these are sent in their place.
-/// - `SERVER_AS`: `UID:GID`; the server side (rshell, or plain rsync) runs as that user with
-///   no supplementary groups (setpriv).
+/// - `SERVER_AS`: a user name; the server side (rshell, or plain rsync) runs as that user,
+///   with its groups (strace's `-u` when tracing, else setpriv).
 /// - `SERVER_TRACE`: a file; the server side runs under `strace -f -y` writing there: every
 ///   system call that names a path or makes, moves or closes a descriptor, and process
 ///   creation and exec (not the data moved by read/write).
@@ -43,7 +43,7 @@ fi
 if [ -n "$SERVER_COMMAND" ]; then
   cmd="$SERVER_COMMAND"
 fi
-# The prefix every server side runs under: strace, then the user change.
+# The prefix every server side runs under (after `env -i`): strace, and the user change.
 wrap=""
 if [ -n "$SERVER_TRACE" ]; then
   calls=open,openat,openat2,creat,stat,lstat,newfstatat,statx,access,faccessat,faccessat2
@@ -56,9 +56,11 @@ if [ -n "$SERVER_TRACE" ]; then
   calls=$calls,clone,clone3,fork,vfork,exit_group,name_to_handle_at,open_by_handle_at,pidfd_open
   calls=$calls,inotify_add_watch,mount,umount2,pivot_root,fanotify_mark
   wrap="/usr/bin/strace -f --seccomp-bpf -y -xx -qq -s 65535 -e trace=$calls -o $SERVER_TRACE"
-fi
-if [ -n "$SERVER_AS" ]; then
-  wrap="$wrap /usr/bin/setpriv --reuid=${SERVER_AS%%:*} --regid=${SERVER_AS##*:} --clear-groups"
+  if [ -n "$SERVER_AS" ]; then
+    wrap="$wrap -u $SERVER_AS"
+  fi
+elif [ -n "$SERVER_AS" ]; then
+  wrap="/usr/bin/setpriv --reuid=$SERVER_AS --regid=$(/usr/bin/id -g "$SERVER_AS") --init-groups"
 fi
 export WRAP="$wrap"
 serve() {
@@ -85,9 +87,9 @@ serve() {
         /bin/mount --rbind "$PRIVATE_DEV" /dev
       fi
       if [ "$FAKE_SSH" = nested ]; then
-        exec $WRAP /usr/bin/env -i SSH_CONNECTION="127.0.0.1 1 127.0.0.1 22" SSH_ORIGINAL_COMMAND="$1" "$2" -c "$NESTED_KEY"
+        exec /usr/bin/env -i SSH_CONNECTION="127.0.0.1 1 127.0.0.1 22" SSH_ORIGINAL_COMMAND="$1" $WRAP "$2" -c "$NESTED_KEY"
       fi
-      exec $WRAP /usr/bin/env -i SSH_CONNECTION="127.0.0.1 1 127.0.0.1 22" "$2" -c "$1"' "@CONFIG@" "$cmd" "@BIN@" "@NS@"
+      exec /usr/bin/env -i SSH_CONNECTION="127.0.0.1 1 127.0.0.1 22" $WRAP "$2" -c "$1"' "@CONFIG@" "$cmd" "@BIN@" "@NS@"
     ;;
   esac
 }

@@ -90,6 +90,18 @@ fn usable() -> bool {
     site::usable()
         && common::needs("strace", common::program("/usr/bin/strace"))
         && common::needs("a kernel that enforces Landlock", common::landlock())
+        && common::needs("the account nobody with uid 65534", nobody())
+}
+
+fn nobody() -> Result<(), String> {
+    let out = Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .map_err(|e| format!("`id` cannot run: {e}"))?;
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "65534" => Ok(()),
+        other => Err(format!("`id -u nobody` says {other:?}")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,10 +6,10 @@
 //! rshell may refuse (`rshell: denied: ...`) or force options; either way the promise holds
 //! on disk or the case fails, naming itself.
 //!
-//! The fake ssh plays ssh + sshd: it runs `rshell -c STRING` in a private mount namespace
-//! where an overlay over /etc holds the case's rshell.toml (`[users.root]`, `root = ...` and
-//! the case's keys), so the shared /etc is never touched. Needs root, rsync, Landlock and
-//! overlayfs (see `common::needs`).
+//! The fake ssh (`common::site`) plays ssh + sshd: it runs `rshell -c STRING` in a private
+//! mount namespace where an overlay over /etc holds the case's rshell.toml (`[users.root]`,
+//! `root = ...` and the case's keys), so the shared /etc is never touched. Needs root,
+//! rsync, Landlock and overlayfs (see `common::needs`).
 //!
 //! Promises × options (D = default settings, with Landlock required; O = also with
 //! `confine = "off"` + `confine_root = false`, so rshell's own checks hold alone):
@@ -53,128 +53,33 @@ use std::fs::FileTimes;
 use std::io::Write as _;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::TempDir;
+use common::site::{self, Site};
 
 /// Bytes every bait file outside the root carries; client files never contain it.
 const MARK: &str = "OUTSIDE";
 
 fn usable() -> bool {
-    common::needs("root, to mount the test config over /etc", common::root())
-        && common::needs("a private mount namespace", common::mount_namespace())
-        && common::needs("rsync", common::program("/usr/bin/rsync"))
-        && common::needs("a kernel that enforces Landlock", common::landlock())
-        && common::needs("overlayfs in a mount namespace", overlay())
-}
-
-/// The fake ssh puts the config into /etc with an overlay: a bind mount needs an existing
-/// /etc/rshell.toml, and a placeholder there is shared with every other test run.
-fn overlay() -> Result<(), String> {
-    let dir = TempDir::new("effects-probe");
-    for d in ["lower", "up", "work", "mnt"] {
-        std::fs::create_dir(dir.path().join(d)).map_err(|e| e.to_string())?;
-    }
-    let p = |d: &str| dir.path().join(d).display().to_string();
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "mount", "-t", "overlay"])
-        .arg("overlay")
-        .arg("-o")
-        .arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            p("lower"),
-            p("up"),
-            p("work")
-        ))
-        .arg(p("mnt"))
-        .output()
-        .map_err(|e| format!("`unshare` cannot run: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    site::usable() && common::needs("a kernel that enforces Landlock", common::landlock())
 }
 
 // ---------------------------------------------------------------------------------------
-// The site: root, outside, client, config and fake ssh under one temp dir.
+// The site (`common::site`): root, outside, client, config and fake ssh under one temp dir.
 
-struct Site {
-    dir: TempDir,
-    root: PathBuf,
-    client: PathBuf,
-    wrapper: PathBuf,
+fn new_site(keys: &str) -> Site {
+    Site::new("effects", keys)
 }
 
-impl Site {
-    fn new(keys: &str) -> Site {
-        let dir = TempDir::new("effects");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let base = dir.path().to_path_buf();
-        let root = base.join("root");
-        let client = base.join("client");
-        for d in [&root, &base.join("outside"), &client, &base.join("ns")] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let config = base.join("rshell.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 1\n[users.root]\nroot = \"{}\"\n{keys}",
-                root.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let wrapper = base.join("fake-ssh");
-        // The overlay's upper dir is the new /etc's top: root-owned 0755 like /etc, so
-        // rshell trusts the config in it. Per-run dirs, removed after rshell exits.
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nshift\nexec /usr/bin/unshare -m --propagation private /bin/sh -c '\
-                 t=$(mktemp -d {ns}/ov.XXXXXX) && mkdir \"$t/up\" \"$t/work\" && chmod 755 \"$t/up\" \
-                 && cp {config} \"$t/up/rshell.toml\" \
-                 && mount -t overlay overlay -o \"lowerdir=/etc,upperdir=$t/up,workdir=$t/work\" /etc \
-                 || {{ echo \"fake-ssh: cannot mount the test config\" >&2; exit 70; }}; \
-                 env -i SSH_CONNECTION=\"127.0.0.1 1 127.0.0.1 22\" {bin} -c \"$1\"; s=$?; \
-                 umount /etc; rm -rf \"$t\"; exit $s' sh \"$*\"\n",
-                ns = base.join("ns").display(),
-                config = config.display(),
-                bin = common::binary()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Site {
-            dir,
-            root,
-            client,
-            wrapper,
-        }
-    }
+/// Paths in a site, and the client run of a case.
+trait Places {
+    fn r(&self, rel: &str) -> PathBuf;
+    fn c(&self, rel: &str) -> PathBuf;
+    fn o(&self, rel: &str) -> PathBuf;
+    fn run(&self, args: &[&str]) -> Run;
+}
 
-    fn base(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Run the rsync client (in the client dir) with our fake ssh.
-    fn rsync(&self, args: &[&str]) -> Run {
-        let o = Command::new("/usr/bin/rsync")
-            .arg("-e")
-            .arg(&self.wrapper)
-            .args(args)
-            .current_dir(&self.client)
-            .output()
-            .unwrap();
-        Run {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
+impl Places for Site {
     fn r(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
@@ -183,6 +88,15 @@ impl Site {
     }
     fn o(&self, rel: &str) -> PathBuf {
         self.base().join(rel)
+    }
+    /// Run the rsync client (in the client dir) with the fake ssh's defaults.
+    fn run(&self, args: &[&str]) -> Run {
+        let o = self.rsync(&[], args);
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
     }
 }
 
@@ -1512,11 +1426,11 @@ struct Row {
 }
 
 fn run_case(case: &Case, confine: Confine) -> (String, Vec<String>, Vec<String>) {
-    let site = Site::new(&format!("{}{}", confine.keys(), case.promise.keys()));
+    let site = new_site(&format!("{}{}", confine.keys(), case.promise.keys()));
     case.promise.fixture(&site);
     (case.setup)(&site);
     let before = State::of(&site);
-    let run = site.rsync(case.args);
+    let run = site.run(case.args);
     let after = State::of(&site);
     let expect = case.expect;
     let mut failures = Vec::new();
@@ -1544,7 +1458,7 @@ fn run_case(case: &Case, confine: Confine) -> (String, Vec<String>, Vec<String>)
     }
     let mut leaks = false;
     if let Some(t) = case.twin {
-        let twin = site.rsync(t.args);
+        let twin = site.run(t.args);
         let a: Vec<String> = comparable(&run)
             .iter()
             .map(|l| l.replace(t.from, t.to))

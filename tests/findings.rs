@@ -2,10 +2,12 @@
 //! attack against plain rsync, with no rshell in the way, to show that the attack is real
 //! and that the test could fail).
 //!
-//! Every test runs the real rsync client with `-e <fake ssh>`; the fake ssh runs the built
-//! rshell as the account's login shell (`rshell -c CMD`, or the nested form
+//! Every test runs the real rsync client with `-e <fake ssh>`; the fake ssh (`common::site`;
+//! these tests use its knobs `FAKE_SSH`, `GATE`, `REWRITE_FROM`, `PRIVATE_DEV`) runs the
+//! built rshell as the account's login shell (`rshell -c CMD`, or the nested form
 //! `rshell -c 'rshell FLAGS DIR'` with SSH_ORIGINAL_COMMAND) in a private mount namespace
-//! with the test config over /etc/rshell.toml, and rshell execs the real /usr/bin/rsync.
+//! with the test config over /etc/rshell.toml (an overlay over /etc), and rshell execs the
+//! real /usr/bin/rsync.
 //! Each attack through rshell runs at the default settings (Landlock enforced,
 //! `--confine-root`) and again with `confine = "off"`, `confine_root = false`, where only
 //! rshell's own checks, pins and lock stand. The twins run `rsync --server` directly from
@@ -38,17 +40,18 @@
 //! | 10c. nested-key and login-shell sessions of one account | [`f10c_nested_and_login_sessions_of_one_account_exclude_each_other`] |
 //! | 11. no /dev/log: log records on the client's stderr | [`f11_without_dev_log_the_client_sees_only_rsyncs_own_output`] |
 //!
-//! Needs root, `unshare -m`, /usr/bin/rsync, flock(1), mkfifo(1) and a kernel that
-//! enforces Landlock (see `common::needs`).
+//! Needs root, `unshare -m`, overlayfs, /usr/bin/rsync, flock(1), mkfifo(1) and a kernel
+//! that enforces Landlock (see `common::needs`).
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::TempDir;
+use common::site::{self, kill, procs_under, Proc, Site};
 
 /// The tests measure waits and scan /proc: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -58,11 +61,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn usable() -> bool {
-    common::needs(
-        "root, to bind-mount the test config over /etc/rshell.toml",
-        common::root(),
-    ) && common::needs("a private mount namespace", common::mount_namespace())
-        && common::needs("rsync", common::program("/usr/bin/rsync"))
+    site::usable()
         && common::needs("flock(1)", common::program("/usr/bin/flock"))
         && common::needs("mkfifo(1)", common::program("/usr/bin/mkfifo"))
         && common::needs("a kernel that enforces Landlock", common::landlock())
@@ -79,168 +78,34 @@ const SETTINGS: [(&str, &str); 2] = [
 
 const RSYNC: &str = "/usr/bin/rsync";
 
-/// The fake ssh. `$1` is the host, the rest are the remote command's words, joined with
-/// spaces as ssh joins them. Environment (from the rsync client, set by the test):
-/// - `FAKE_SSH`: `login` (default) runs `rshell -c CMD` as a login shell; `nested` runs
-///   `rshell -c "$NESTED_KEY"` with SSH_ORIGINAL_COMMAND=CMD; `plain` runs no rshell at all:
-///   `sh -c "exec CMD"` in `$PLAIN_CWD`, under `flock -x $PLAIN_LOCK` when that is set.
-/// - `GATE`: hold the client's bytes back until the file `$GATE` exists.
-/// - `REWRITE_FROM`/`REWRITE_TO`: one sed substitution on CMD (a modified client).
-/// - `PRIVATE_DEV`: a directory mounted over /dev in the namespace, with /dev/null,
-///   /dev/zero and /dev/urandom bound into it (and whatever else the test put there).
-const FAKE_SSH: &str = r#"#!/bin/sh
-shift
-cmd="$*"
-if [ -n "$REWRITE_FROM" ]; then
-  cmd=$(printf '%s\n' "$cmd" | /bin/sed "s|$REWRITE_FROM|$REWRITE_TO|")
-fi
-serve() {
-  case "${FAKE_SSH:-login}" in
-  plain)
-    cd "$PLAIN_CWD" || exit 1
-    if [ -n "$PLAIN_LOCK" ]; then
-      exec /usr/bin/flock -x "$PLAIN_LOCK" /bin/sh -c "exec $cmd"
-    fi
-    exec /bin/sh -c "exec $cmd"
-    ;;
-  *)
-    exec /usr/bin/unshare -m --propagation private /bin/sh -c '
-      set -e
-      /bin/mount --bind "$0" /etc/rshell.toml
-      if [ -n "$PRIVATE_DEV" ]; then
-        for d in null zero urandom; do /bin/mount --bind "/dev/$d" "$PRIVATE_DEV/$d"; done
-        /bin/mount --rbind "$PRIVATE_DEV" /dev
-      fi
-      if [ "$FAKE_SSH" = nested ]; then
-        exec env -i SSH_CONNECTION="127.0.0.1 1 127.0.0.1 22" SSH_ORIGINAL_COMMAND="$1" "$2" -c "$NESTED_KEY"
-      fi
-      exec env -i SSH_CONNECTION="127.0.0.1 1 127.0.0.1 22" "$2" -c "$1"' "@CONFIG@" "$cmd" "@BIN@"
-    ;;
-  esac
-}
-if [ -n "$GATE" ]; then
-  fifo="$GATE.$$.fifo"
-  /usr/bin/mkfifo "$fifo"
-  exec 3<&0
-  { while [ ! -e "$GATE" ]; do /bin/sleep 0.05; done; exec /bin/cat <&3; } >"$fifo" &
-  feeder=$!
-  exec 3<&-
-  (serve) <"$fifo"
-  rc=$?
-  kill "$feeder" 2>/dev/null
-  rm -f "$fifo"
-  exit "$rc"
-fi
-serve
-"#;
-
-struct Site {
-    dir: TempDir,
-    root: PathBuf,
-    outside: PathBuf,
-    client: PathBuf,
-    wrapper: PathBuf,
-    config: PathBuf,
-    placeholder: bool,
-    gates: std::cell::Cell<usize>,
+/// Findings' additions to the shared site (`common::site`).
+trait Findings {
+    fn spawn(&self, env: &[(&str, &str)], args: &[&str]) -> Session;
+    fn gate(&self) -> Gate;
+    fn plain(&self) -> Vec<(&'static str, String)>;
+    fn outside_names(&self) -> Vec<String>;
+    fn mode(&self, path: &Path) -> u32;
+    fn assert_outside_untouched(&self, what: &str);
 }
 
-impl Site {
-    /// A root, an outside directory (mode 0755, holding `secret.txt`), a client directory,
-    /// the fake ssh and a config `[users.root]` with `root = <root>` and `extra`.
-    fn new(extra: &str) -> Site {
-        let dir = TempDir::new("findings");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let root = dir.path().join("root");
-        let outside = dir.path().join("outside");
-        let client = dir.path().join("client");
-        for d in [&root, &outside, &client] {
-            std::fs::create_dir_all(d).unwrap();
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        std::fs::write(outside.join("secret.txt"), "TOP-SECRET\n").unwrap();
-        let config = dir.path().join("rshell.toml");
-        let wrapper = dir.path().join("fake-ssh");
-        std::fs::write(
-            &wrapper,
-            FAKE_SSH
-                .replace("@CONFIG@", config.to_str().unwrap())
-                .replace("@BIN@", &common::binary()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let placeholder = std::fs::symlink_metadata("/etc/rshell.toml").is_err();
-        if placeholder {
-            std::fs::write("/etc/rshell.toml", "").unwrap();
-        }
-        let site = Site {
-            dir,
-            root,
-            outside,
-            client,
-            wrapper,
-            config,
-            placeholder,
-            gates: std::cell::Cell::new(0),
-        };
-        site.configure(extra);
-        site
-    }
+/// A root, an outside directory (mode 0755, holding `secret.txt`), a client directory,
+/// the fake ssh and a config `[users.root]` with `root = <root>` and `extra`.
+fn new_site(extra: &str) -> Site {
+    let site = Site::new("findings", extra);
+    std::fs::write(site.outside.join("secret.txt"), "TOP-SECRET\n").unwrap();
+    site
+}
 
-    fn configure(&self, extra: &str) {
-        std::fs::write(
-            &self.config,
-            format!(
-                "version = 1\n[users.root]\nroot = \"{}\"\n{extra}",
-                self.root.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&self.config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+static GATES: AtomicUsize = AtomicUsize::new(0);
 
-    fn command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
-        let mut cmd = Command::new(RSYNC);
-        cmd.arg("-e")
-            .arg(&self.wrapper)
-            .args(args)
-            .current_dir(&self.client)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// Run the rsync client to completion.
-    fn rsync(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
-        self.command(env, args).output().unwrap()
-    }
-
+impl Findings for Site {
     /// Start the rsync client; the session is ended (SIGKILL) if the test drops it.
     fn spawn(&self, env: &[(&str, &str)], args: &[&str]) -> Session {
         Session(Some(self.command(env, args).spawn().unwrap()))
     }
 
-    /// Run the fake ssh directly with a server command string (no client): for requests
-    /// rshell refuses before rsync starts.
-    fn server(&self, env: &[(&str, &str)], command: &str) -> Output {
-        let mut cmd = Command::new(&self.wrapper);
-        cmd.arg("x")
-            .arg(command)
-            .current_dir(&self.client)
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-
     fn gate(&self) -> Gate {
-        let n = self.gates.get();
-        self.gates.set(n + 1);
+        let n = GATES.fetch_add(1, Ordering::SeqCst);
         Gate(self.dir.path().join(format!("gate-{n}")))
     }
 
@@ -285,19 +150,6 @@ impl Site {
     }
 }
 
-impl Drop for Site {
-    fn drop(&mut self) {
-        // Whatever this site's sessions left running (a stopped client's server, say):
-        // only processes working beneath this site's own directory, by pid.
-        for p in procs_under(self.dir.path()) {
-            kill(p.pid, libc::SIGKILL);
-        }
-        if self.placeholder {
-            let _ = std::fs::remove_file("/etc/rshell.toml");
-        }
-    }
-}
-
 /// A running rsync client.
 struct Session(Option<Child>);
 
@@ -324,12 +176,6 @@ impl Drop for Session {
             let _ = child.wait();
         }
     }
-}
-
-/// kill(2) of one process this test started (by its pid).
-fn kill(pid: i32, signal: i32) -> i32 {
-    // SAFETY: kill(2) takes two integers and touches no memory of this process.
-    unsafe { libc::kill(pid, signal) }
 }
 
 /// Holds a session's client bytes back until opened.
@@ -378,43 +224,6 @@ fn assert_denied(o: &Output, reason: &str, what: &str) {
         "{what}: `rshell: denied: ...{reason}...` expected: {text}"
     );
     assert!(!text.contains("TOP-SECRET"), "{what}: {text}");
-}
-
-/// A process working beneath some directory.
-#[derive(Debug, Clone)]
-struct Proc {
-    pid: i32,
-    ppid: i32,
-    exe: PathBuf,
-}
-
-/// Every live process whose working directory lies beneath `dir` (zombies have none).
-fn procs_under(dir: &Path) -> Vec<Proc> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
-            continue;
-        };
-        if !cwd.starts_with(dir) {
-            continue;
-        }
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let after = s[s.rfind(')')? + 1..].to_string();
-                after.split_whitespace().nth(1)?.parse().ok()
-            })
-            .unwrap_or(0);
-        out.push(Proc { pid, ppid, exe });
-    }
-    out
 }
 
 /// The server-side rsync processes working beneath `dir`.
@@ -522,7 +331,7 @@ fn f1a_a_second_session_waits_for_the_lock_instead_of_swapping_the_destination()
     let first_args = ["-a", "--inplace", "-I", "src/", "x:b/dest2/"];
     let second_args = ["-rl", "--force", "--delete", "swap/", "x:b/"];
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         let dest = race_tree(&site);
         let held = std::fs::File::open(&dest).unwrap();
         let gate = site.gate();
@@ -553,7 +362,7 @@ fn f1a_a_second_session_waits_for_the_lock_instead_of_swapping_the_destination()
 
     // Twin: plain rsync takes no lock; the second session swaps the name during the first
     // session's window, and the first then writes (and chmods) through the symlink.
-    let site = Site::new("");
+    let site = new_site("");
     let dest = race_tree(&site);
     let plain = site.plain();
     let gate = site.gate();
@@ -585,7 +394,7 @@ fn f1b_a_destination_or_source_swapped_after_the_check_is_not_followed() {
         (&["-a", "x:b/dest2/secret.txt", "got.txt"], "got.txt"),
     ];
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         let dest = race_tree(&site);
         // Push: `-a` gives the destination directory the source directory's mode 0777.
         let gate = site.gate();
@@ -618,7 +427,7 @@ fn f1b_a_destination_or_source_swapped_after_the_check_is_not_followed() {
     }
 
     // Twin: plain rsync given the textual path follows the swapped name.
-    let site = Site::new("");
+    let site = new_site("");
     let dest = race_tree(&site);
     let plain = site.plain();
     let gate = site.gate();
@@ -689,7 +498,7 @@ fn f2_partial_dir_and_delay_updates_are_refused_without_delete_or_overwrite() {
     ] {
         for (name, extra) in SETTINGS {
             let what = format!("{promise} {name}");
-            let site = Site::new(&format!("{promise}{extra}"));
+            let site = new_site(&format!("{promise}{extra}"));
             plant(&site);
             let out = site.rsync(&[], &["--partial-dir", "keep", "precious.txt", "x:dir/"]);
             assert_denied(&out, &format!("--partial-dir is refused: {because}"), &what);
@@ -707,7 +516,7 @@ fn f2_partial_dir_and_delay_updates_are_refused_without_delete_or_overwrite() {
 
     // Twin: plain rsync (with the --ignore-existing rshell would add for overwrite = false)
     // unlinks or replaces every planted file. `--partial-dir /` is root's own spelling here.
-    let site = Site::new("");
+    let site = new_site("");
     plant(&site);
     let plain = site.plain();
     let env = env_refs(&plain);
@@ -765,7 +574,7 @@ fn f3_a_write_only_account_reveals_no_content_and_no_names() {
     // rsync's client sends no `--no-W` for a remote transfer; a modified client adds it.
     let add_no_w = [("REWRITE_FROM", " -B1 "), ("REWRITE_TO", " -B1 --no-W ")];
     for (name, extra) in SETTINGS {
-        let site = Site::new(&format!("access = \"write-only\"\n{extra}"));
+        let site = new_site(&format!("access = \"write-only\"\n{extra}"));
         plant(&site);
         let out = site.rsync(&[], &delta);
         ok(&out, name);
@@ -795,7 +604,7 @@ fn f3_a_write_only_account_reveals_no_content_and_no_names() {
     }
 
     // Twin: plain rsync matches the guessed bytes and lists the existing name.
-    let site = Site::new("");
+    let site = new_site("");
     plant(&site);
     let plain = site.plain();
     let out = site.rsync(&env_refs(&plain), &delta);
@@ -836,7 +645,7 @@ fn f5_popt_next_word_syntax_is_refused_in_option_values() {
         ("--max-size", "max-size", "1k"),
     ];
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         std::fs::create_dir_all(site.root.join("dest")).unwrap();
         for (opt, long, value) in options {
             // rsync's client backslash-escapes `!` and `#` in the words it sends (they are
@@ -902,7 +711,7 @@ fn f5_popt_next_word_syntax_is_refused_in_option_values() {
 
     // Twin: plain rsync's popt eats the next word: the backup lands in `bk.`, a directory
     // nobody named, instead of the `bk!#:+` on the command line.
-    let site = Site::new("");
+    let site = new_site("");
     std::fs::create_dir_all(site.root.join("dest")).unwrap();
     std::fs::write(site.root.join("dest/f.txt"), "old\n").unwrap();
     std::fs::write(site.client.join("f.txt"), "new!\n").unwrap();
@@ -943,7 +752,7 @@ fn f6_a_backup_dir_through_a_symlink_the_same_push_plants_stays_inside() {
         names
     };
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         plant(&site);
         let out = site.rsync(&[], &["-rlb", "--backup-dir=a/..", "tree/", "x:dest/"]);
         assert_denied(
@@ -975,7 +784,7 @@ fn f6_a_backup_dir_through_a_symlink_the_same_push_plants_stays_inside() {
     }
 
     // Twin: plain rsync puts the backups outside, through the symlink it just created.
-    let site = Site::new("");
+    let site = new_site("");
     plant(&site);
     let plain = site.plain();
     ok(
@@ -1038,7 +847,7 @@ fn f7_a_basis_dir_from_a_misjudged_destination_base_is_refused() {
         "x:dir/SIBLING.txt",
     ];
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         plant(&site);
         let out = site.rsync(&[], &args);
         assert_denied(
@@ -1061,7 +870,7 @@ fn f7_a_basis_dir_from_a_misjudged_destination_base_is_refused() {
     }
 
     // Twin: plain rsync copies the file from above root.
-    let site = Site::new("");
+    let site = new_site("");
     plant(&site);
     let plain = site.plain();
     ok(&site.rsync(&env_refs(&plain), &args), "twin");
@@ -1083,7 +892,7 @@ fn f8_files_from_on_a_pull_does_not_read_through_a_planted_symlink() {
     };
     let args = ["-a", "--files-from=list", "x:./", "got/"];
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         plant(&site);
         let out = site.rsync(&[], &args);
         if extra.is_empty() {
@@ -1104,7 +913,7 @@ fn f8_files_from_on_a_pull_does_not_read_through_a_planted_symlink() {
     }
 
     // Twin: plain rsync reads the outside file.
-    let site = Site::new("");
+    let site = new_site("");
     plant(&site);
     let plain = site.plain();
     ok(&site.rsync(&env_refs(&plain), &args), "twin");
@@ -1130,7 +939,7 @@ fn f9_a_nested_key_directory_is_opened_beneath_the_configured_root() {
     let _serial = serial();
     let mut problems = Vec::new();
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         std::fs::write(site.client.join("one.txt"), "one\n").unwrap();
         let user_dir = site.root.join("root");
         let key = |flags: &str| format!("rshell {flags} {}/%u", site.root.display());
@@ -1213,7 +1022,7 @@ fn f9_a_nested_key_directory_is_opened_beneath_the_configured_root() {
 
     // Twin: plain rsync given the narrowed root by name (from the configured root) follows
     // the swapped name both ways.
-    let site = Site::new("");
+    let site = new_site("");
     std::fs::write(site.client.join("one.txt"), "one\n").unwrap();
     let user_dir = site.root.join("root");
     std::fs::create_dir(&user_dir).unwrap();
@@ -1291,7 +1100,7 @@ fn f10a_a_stalled_client_loses_the_lock_after_the_idle_timeout() {
     }
     let _serial = serial();
     for (name, extra) in SETTINGS {
-        let site = Site::new(&format!("timeout = 3\n{extra}"));
+        let site = new_site(&format!("timeout = 3\n{extra}"));
         big_file(&site, 64);
         let stalled = slow_push(&site, &[]);
         stalled.signal(libc::SIGSTOP);
@@ -1311,7 +1120,7 @@ fn f10a_a_stalled_client_loses_the_lock_after_the_idle_timeout() {
 
     // Twin: the same rsync server holding the same kind of lock (flock(1) on the root,
     // inherited by rsync) with no idle timeout keeps it while the client is stopped.
-    let site = Site::new("");
+    let site = new_site("");
     big_file(&site, 64);
     let mut env = site.plain();
     env.push(("PLAIN_LOCK", site.root.display().to_string()));
@@ -1345,7 +1154,7 @@ fn f10b_killing_the_server_rsync_frees_the_lock() {
     }
     let _serial = serial();
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         big_file(&site, 64);
         let stalled = slow_push(&site, &[]);
         stalled.signal(libc::SIGSTOP);
@@ -1362,7 +1171,7 @@ fn f10b_killing_the_server_rsync_frees_the_lock() {
     }
 
     // Twin: without the process-group cleanup the orphaned receiver keeps the lock.
-    let site = Site::new("");
+    let site = new_site("");
     big_file(&site, 64);
     let mut env = site.plain();
     env.push(("PLAIN_LOCK", site.root.display().to_string()));
@@ -1421,7 +1230,7 @@ fn f10c_nested_and_login_sessions_of_one_account_exclude_each_other() {
     };
     for (name, extra) in SETTINGS {
         for nested_first in [true, false] {
-            let site = Site::new(extra);
+            let site = new_site(extra);
             std::fs::create_dir(site.root.join("sub")).unwrap();
             let (waited, first, second) = run(&site, nested_first);
             ok(&first, name);
@@ -1437,7 +1246,7 @@ fn f10c_nested_and_login_sessions_of_one_account_exclude_each_other() {
 
     // Twin: with the lock off (`lock = false` is honoured with `munge_links = true`) the
     // second writer does not wait.
-    let site = Site::new("lock = false\nmunge_links = true\n");
+    let site = new_site("lock = false\nmunge_links = true\n");
     std::fs::create_dir(site.root.join("sub")).unwrap();
     let (waited, first, second) = run(&site, true);
     ok(&first, "twin");
@@ -1455,7 +1264,7 @@ fn f11_without_dev_log_the_client_sees_only_rsyncs_own_output() {
     }
     let _serial = serial();
     for (name, extra) in SETTINGS {
-        let site = Site::new(extra);
+        let site = new_site(extra);
         std::fs::write(site.client.join("one.txt"), "one\n").unwrap();
         std::fs::create_dir(site.root.join("dest")).unwrap();
         // A private /dev: null, zero and urandom bound in; /dev/log a socket of ours, or
@@ -1496,7 +1305,7 @@ fn f11_without_dev_log_the_client_sees_only_rsyncs_own_output() {
     // private /dev... the journal lives in /run, so hide it too by a host without one),
     // nothing runs unrecorded.
     if !std::path::Path::new("/run/systemd/journal/socket").exists() {
-        let site = Site::new("require_log = true\n");
+        let site = new_site("require_log = true\n");
         std::fs::write(site.client.join("one.txt"), "one\n").unwrap();
         std::fs::create_dir(site.root.join("dest")).unwrap();
         let dev = site.dir.path().join("dev");
@@ -1517,7 +1326,7 @@ fn f11_without_dev_log_the_client_sees_only_rsyncs_own_output() {
     }
 
     // Twin: plain rsync's client shows nothing on stderr for the same transfer.
-    let site = Site::new("");
+    let site = new_site("");
     std::fs::write(site.client.join("one.txt"), "one\n").unwrap();
     std::fs::create_dir(site.root.join("dest")).unwrap();
     let plain = site.plain();

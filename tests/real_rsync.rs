@@ -1,104 +1,31 @@
 //! Real rsync on both sides (issue 4): the client runs `rsync -e WRAPPER`, where WRAPPER
-//! plays ssh + sshd — it joins the words with spaces and runs the built rshell as a login
-//! shell (`rshell -c STRING`) in a private mount namespace with the test config over
-//! /etc/rshell.toml. The server side is the real /usr/bin/rsync, exec'd by rshell under
-//! Landlock. Legit transfers must work; planted symlinks, basis/backup dirs and file lists
-//! pointing outside must be refused or contained. Needs root, /usr/bin/rsync and a kernel
-//! that enforces Landlock (see `common::needs`).
+//! (the fake ssh of `common::site`) plays ssh + sshd — it joins the words with spaces and
+//! runs the built rshell as a login shell (`rshell -c STRING`) in a private mount namespace
+//! with the test config over /etc/rshell.toml. The server side is the real /usr/bin/rsync,
+//! exec'd by rshell under Landlock. Legit transfers must work; planted symlinks,
+//! basis/backup dirs and file lists pointing outside must be refused or contained. Needs
+//! root, /usr/bin/rsync, overlayfs and a kernel that enforces Landlock (see
+//! `common::needs`).
 mod common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use common::TempDir;
+use common::site::{self, Site};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Site {
-    dir: TempDir,
-    root: PathBuf,
-    outside: PathBuf,
-    client: PathBuf,
-    wrapper: PathBuf,
-    placeholder: bool,
-}
-
 fn usable() -> bool {
-    common::needs(
-        "root, to bind-mount the test config over /etc/rshell.toml",
-        common::root(),
-    ) && common::needs("a private mount namespace", common::mount_namespace())
-        && common::needs("rsync", common::program("/usr/bin/rsync"))
-        && common::needs("a kernel that enforces Landlock", common::landlock())
+    site::usable() && common::needs("a kernel that enforces Landlock", common::landlock())
 }
 
-impl Site {
-    fn new(extra: &str) -> Site {
-        let dir = TempDir::new("real");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let root = dir.path().join("root");
-        let outside = dir.path().join("outside");
-        let client = dir.path().join("client");
-        for d in [&root, &outside, &client] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::fs::write(outside.join("secret"), "TOP-SECRET").unwrap();
-        let config = dir.path().join("rshell.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 1\n[users.root]\nroot = \"{}\"\nconfine = \"require\"\n{extra}",
-                root.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let wrapper = dir.path().join("fake-ssh");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nshift\nexec /usr/bin/unshare -m --propagation private /bin/sh -c '/bin/mount --bind {} /etc/rshell.toml && exec env -i SSH_CONNECTION=\"127.0.0.1 1 127.0.0.1 22\" {bin} -c \"$1\"' sh \"$*\"\n",
-                config.display(),
-                bin = common::binary()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let placeholder = std::fs::symlink_metadata("/etc/rshell.toml").is_err();
-        if placeholder {
-            std::fs::write("/etc/rshell.toml", "").unwrap();
-        }
-        Site {
-            dir,
-            root,
-            outside,
-            client,
-            wrapper,
-            placeholder,
-        }
-    }
-
-    /// Run the rsync client with our fake ssh; `args` are rsync's own arguments.
-    fn rsync(&self, args: &[&str]) -> Output {
-        Command::new("/usr/bin/rsync")
-            .arg("-e")
-            .arg(&self.wrapper)
-            .args(args)
-            .current_dir(&self.client)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if self.placeholder {
-            let _ = std::fs::remove_file("/etc/rshell.toml");
-        }
-        let _ = self.dir.path();
-    }
+/// A site (see `common::site`) whose outside holds `secret`, with Landlock required.
+fn new_site(extra: &str) -> Site {
+    let site = Site::new("real", &format!("confine = \"require\"\n{extra}"));
+    std::fs::write(site.outside.join("secret"), "TOP-SECRET").unwrap();
+    site
 }
 
 fn show(o: &Output) -> String {
@@ -110,18 +37,35 @@ fn show(o: &Output) -> String {
     )
 }
 
-impl Site {
+/// What the tests ask of a site.
+trait Transfers {
+    fn run(&self, args: &[&str]) -> Output;
+    fn ok(&self, args: &[&str]);
+    fn refused(&self, args: &[&str], reason: &str);
+    fn client_has(&self, rel: &str) -> bool;
+}
+
+impl Transfers for Site {
+    /// The rsync client with the fake ssh's defaults (login shell, rshell as root).
+    fn run(&self, args: &[&str]) -> Output {
+        self.rsync(&[], args)
+    }
+
     fn ok(&self, args: &[&str]) {
-        let o = self.rsync(args);
+        let o = self.run(args);
         assert!(o.status.success(), "rsync {args:?}: {}", show(&o));
     }
 
     /// rshell refuses the request before rsync starts, saying `reason`.
     fn refused(&self, args: &[&str], reason: &str) {
-        let o = self.rsync(args);
+        let o = self.run(args);
         let text = show(&o);
         assert_denied(&o, reason);
         assert!(!text.contains("TOP-SECRET"), "{text}");
+    }
+
+    fn client_has(&self, rel: &str) -> bool {
+        std::fs::symlink_metadata(self.client.join(rel)).is_ok()
     }
 }
 
@@ -148,12 +92,6 @@ fn assert_denied(o: &Output, reason: &str) {
     );
 }
 
-impl Site {
-    fn client_has(&self, rel: &str) -> bool {
-        std::fs::symlink_metadata(self.client.join(rel)).is_ok()
-    }
-}
-
 fn tree_of_files(base: &Path) {
     std::fs::create_dir_all(base.join("src/sub")).unwrap();
     std::fs::write(base.join("src/a.txt"), "alpha").unwrap();
@@ -168,7 +106,7 @@ fn legit_transfers_work_through_the_real_rsync() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let site = Site::new("");
+    let site = new_site("");
     tree_of_files(&site.client);
 
     // push -aH, then pull back: same bytes, hard links and symlinks kept.
@@ -274,7 +212,7 @@ fn planted_symlinks_and_outside_paths_are_refused_or_contained() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let site = Site::new("");
+    let site = new_site("");
     tree_of_files(&site.client);
     // An earlier push plants symlinks pointing outside (rsync -l keeps them as links).
     std::os::unix::fs::symlink(&site.outside, site.client.join("src/esc")).unwrap();
@@ -378,7 +316,7 @@ fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let site = Site::new("");
+    let site = new_site("");
     let d = site.root.join("d");
     let real = site.root.join("d.real");
     std::fs::create_dir(&real).unwrap();
@@ -411,7 +349,7 @@ fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
     let mut outcomes = [0; 3];
     for i in 0..20 {
         let dest = format!("got{i}");
-        let out = site.rsync(&["-a", "x:d/secret", &dest]);
+        let out = site.run(&["-a", "x:d/secret", &dest]);
         let text = show(&out);
         assert!(!text.contains("TOP-SECRET"), "{text}");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,7 +1,10 @@
 //! Shared fixtures for the table tests: a throw-away root, a synthetic account and the
 //! real decision code run on a parsed policy (no ownership checks, no passwd); and
-//! [`needs`], the one way a test says what its environment must provide.
+//! [`needs`], the one way a test says what its environment must provide. The real-rsync
+//! suites share [`site`]: a throw-away root, outside and client, and a fake ssh.
 #![allow(dead_code)]
+
+pub mod site;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -366,41 +366,43 @@ fn read_small_regular_file(path: &Path, max: u64) -> Option<Vec<u8>> {
     (data.len() as u64 <= max).then_some(data)
 }
 
+/// The inverse of [`escape_bytes`] for uncapped text: the bytes a field of a record, or
+/// a word of `--test --json`, stands for (for scripts and the tests). `None` for text
+/// that no escaping produces.
+pub fn unescape(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next()? {
+            '\\' => out.push(b'\\'),
+            '"' => out.push(b'"'),
+            'x' => {
+                let hex: String = chars.by_ref().take(2).collect();
+                out.push(u8::from_str_radix(&hex, 16).ok()?);
+            }
+            'u' => {
+                if chars.next()? != '{' {
+                    return None;
+                }
+                let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                let c = char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?;
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The inverse of `escape_bytes` (uncapped), for the unambiguity tests.
-    fn unescape(text: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut chars = text.chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                let mut buf = [0; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                continue;
-            }
-            match chars.next()? {
-                '\\' => out.push(b'\\'),
-                '"' => out.push(b'"'),
-                'x' => {
-                    let hex: String = chars.by_ref().take(2).collect();
-                    out.push(u8::from_str_radix(&hex, 16).ok()?);
-                }
-                'u' => {
-                    if chars.next()? != '{' {
-                        return None;
-                    }
-                    let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                    let c = char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?;
-                    let mut buf = [0; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-                _ => return None,
-            }
-        }
-        Some(out)
-    }
 
     #[test]
     fn control_characters_and_quotes_are_escaped() {

@@ -381,3 +381,45 @@ fn flipping_a_directory_and_a_symlink_during_transfers_never_leaks() {
         outcomes[0], outcomes[1], outcomes[2]
     );
 }
+
+/// A backup directory inside the destination, with `--delete` (found by tests/paths.rs):
+/// rshell pins the backup directory before rsync starts (creating it when missing), so
+/// rsync's deletion pass must not remove it as a name the sender lacks (the backups then
+/// fail); rshell adds a protect rule for it. Run twice, as a nightly job would: the
+/// second run finds the first run's backup directory in the destination and keeps it.
+/// At the default settings and with rshell's own checks alone.
+#[test]
+fn a_backup_dir_inside_the_destination_survives_delete() {
+    if !usable() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for extra in ["", "confine = \"off\"\nconfine_root = false\n"] {
+        let site = Site::new("bkdel", extra);
+        let dest = site.root.join("dest");
+        std::fs::create_dir_all(site.client.join("src")).unwrap();
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::write(dest.join("a.txt"), "v0").unwrap();
+        std::fs::write(dest.join("gone.txt"), "g").unwrap();
+        for (now, before) in [("v1", "v0"), ("v2", "v1")] {
+            std::fs::write(site.client.join("src/a.txt"), now).unwrap();
+            let o = site.rsync(
+                &[],
+                &["-rbI", "--backup-dir=old", "--delete", "src/", "x:dest/"],
+            );
+            assert!(o.status.success(), "{extra:?} {now}: {}", show(&o));
+            assert_eq!(std::fs::read_to_string(dest.join("a.txt")).unwrap(), now);
+            assert_eq!(
+                std::fs::read_to_string(dest.join("old/a.txt")).unwrap(),
+                before,
+                "{extra:?} {now}"
+            );
+            // --delete still deletes (into the backup dir, as -b does).
+            assert!(!dest.join("gone.txt").exists(), "{extra:?} {now}");
+            assert_eq!(
+                std::fs::read_to_string(dest.join("old/gone.txt")).unwrap(),
+                "g"
+            );
+        }
+    }
+}

@@ -484,10 +484,17 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
         kept.options.retain(|o| o.spec.class != Class::SuperUser);
     }
     let mut resolved = Vec::new();
+    let mut protect = Vec::new();
     for opt in &kept.options {
         resolved.push(match opt.spec.value {
             Value::Path(kind) => {
-                Some(path_option(root, opt, kind, &base, &mut plan.pins).map_err(hide)?)
+                let pinned = plan.pins.len();
+                let word = path_option(root, opt, kind, &base, &mut plan.pins).map_err(hide)?;
+                if !t.sender && opt.spec.class == Class::Backups && plan.pins.len() > pinned {
+                    let dir = &plan.pins[pinned].shown;
+                    protect.extend(protect_rule(base.0.as_os_str().as_bytes(), dir));
+                }
+                Some(word)
             }
             _ => None,
         });
@@ -498,7 +505,8 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
         .map(OsString::from_vec)
         .collect();
 
-    let forced = forced_options(s, t.sender, root, &rsync);
+    let mut forced = forced_options(s, t.sender, root, &rsync);
+    forced.extend(protect);
     words.retain(|w| !forced.contains(w));
     if t.sender {
         plan.argv.push("--sender".into());
@@ -510,6 +518,38 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     plan.argv
         .extend(exec_paths.into_iter().map(OsString::from_vec));
     Ok(())
+}
+
+/// A backup directory inside the destination is a name the sender does not have, so
+/// rsync's `--delete` would remove it; rshell pins it (creating it when missing) before
+/// rsync starts, and backups into a removed directory fail. Plain rsync gets away with
+/// it only while the directory does not exist yet (it creates it by name when the first
+/// backup is made); rshell keeps it with a protect rule instead: rsync's filter rules
+/// anchor `/` at the transfer root (the destination), a trailing `/` matches directories
+/// only, and a protect rule only ever prevents deletions. In a pattern with a wildcard
+/// character, rsync's matcher takes a backslash as quoting the next character.
+/// `None` when the directory is not beneath the destination.
+pub fn protect_rule(dest: &[u8], dir: &[u8]) -> Option<OsString> {
+    let dest = dest.strip_suffix(b"/").unwrap_or(dest);
+    let rel = if dest.is_empty() || dest == b"." {
+        dir
+    } else {
+        dir.strip_prefix(dest)?.strip_prefix(b"/")?
+    };
+    let rel = rel.strip_suffix(b"/").unwrap_or(rel);
+    if rel.is_empty() || rel == b"." || rel.starts_with(b"../") || rel == b".." {
+        return None;
+    }
+    let wild = rel.iter().any(|b| matches!(b, b'*' | b'?' | b'['));
+    let mut rule = b"--filter=P /".to_vec();
+    for &b in rel {
+        if wild && matches!(b, b'*' | b'?' | b'[' | b'\\') {
+            rule.push(b'\\');
+        }
+        rule.push(b);
+    }
+    rule.push(b'/');
+    Some(OsString::from_vec(rule))
 }
 
 /// The root itself as rsync gets it, followed by `suffix`. rsync records its working
@@ -787,4 +827,38 @@ fn path_option(
     let word = pin.word(b"");
     pins.push(pin);
     Ok(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protect_rule;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::inside(b"dest", b"dest/old", Some("--filter=P /old/"))]
+    #[case::deeper(b"dest", b"dest/a/b", Some("--filter=P /a/b/"))]
+    #[case::dest_is_root(b"", b"dest/old", Some("--filter=P /dest/old/"))]
+    #[case::dest_is_dot(b".", b"old", Some("--filter=P /old/"))]
+    #[case::beside(b"dest", b"old", None)]
+    #[case::prefix_only(b"dest", b"destination/old", None)]
+    #[case::the_dest_itself(b"dest", b"dest", None)]
+    #[case::wildcard_quoted(b"dest", b"dest/o*l[d]\\x", Some("--filter=P /o\\*l\\[d]\\\\x/"))]
+    #[case::backslash_alone_literal(b"dest", b"dest/a\\b", Some("--filter=P /a\\b/"))]
+    #[case::latin1(b"dest", b"dest/caf\xe9", None)]
+    fn a_backup_dir_inside_the_destination_gets_a_protect_rule(
+        #[case] dest: &[u8],
+        #[case] dir: &[u8],
+        #[case] want: Option<&str>,
+    ) {
+        let got = protect_rule(dest, dir);
+        if dir.is_ascii() {
+            assert_eq!(got.as_deref().and_then(|w| w.to_str()), want);
+        } else {
+            // Bytes stay bytes.
+            assert_eq!(
+                std::os::unix::ffi::OsStrExt::as_bytes(got.unwrap().as_os_str()),
+                b"--filter=P /caf\xe9/"
+            );
+        }
+    }
 }

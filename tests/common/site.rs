@@ -32,6 +32,8 @@ use super::TempDir;
 ///   creation and exec (not the data moved by read/write).
 /// - `NO_SYSLOG`: `1` puts /dev/null over /dev/log in the namespace (where there is one), so
 ///   the machine's log never sees the test's records.
+/// - `NO_JOURNAL`: `1` hides systemd's journal socket directory (an empty tmpfs over
+///   /run/systemd/journal, where there is one): with `PRIVATE_DEV` too, no log sink is left.
 /// - `PRIVATE_DEV`: a directory mounted over /dev in the namespace, with /dev/null,
 ///   /dev/zero and /dev/urandom bound into it (and whatever else the test put there).
 const FAKE_SSH: &str = r#"#!/bin/sh
@@ -81,6 +83,9 @@ serve() {
       /bin/mount -t overlay overlay -o "lowerdir=/etc,upperdir=$t/up,workdir=$t/work" /etc
       if [ "$NO_SYSLOG" = 1 ] && [ -S /dev/log ]; then
         /bin/mount --bind /dev/null /dev/log
+      fi
+      if [ "$NO_JOURNAL" = 1 ] && [ -d /run/systemd/journal ]; then
+        /bin/mount -t tmpfs -o size=16k rshell-no-journal /run/systemd/journal
       fi
       if [ -n "$PRIVATE_DEV" ]; then
         for d in null zero urandom; do /bin/mount --bind "/dev/$d" "$PRIVATE_DEV/$d"; done

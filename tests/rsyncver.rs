@@ -117,6 +117,37 @@ fn without_landlock_an_old_rsync_serves_only_where_confine_root_is_waived() {
     )
     .unwrap_err();
     assert!(why.contains("needs Landlock or --confine-root"), "{why}");
+    // --ignore-existing (the client's, or forced by overwrite = false) on a push: rsync
+    // before 3.5.0 writes through a symlink standing where the client sends a directory
+    // (tests/paths.rs with rsync 3.2.7 wrote outside the root). Refused; a pull is not.
+    let keep = format!("{old} --server -logDtpre.iLsfxCIvu --ignore-existing . dest/");
+    let why = decide(&world, 1000, &waived, &keep).unwrap_err();
+    assert!(why.contains("write through a symlink"), "{why}");
+    let no_overwrite = config(
+        &old,
+        "confine = \"off\"\nconfine_root = false\noverwrite = false\n",
+    );
+    let why = decide(&world, 1000, &no_overwrite, &push).unwrap_err();
+    assert!(why.contains("overwrite = false"), "{why}");
+    decide(
+        &world,
+        1000,
+        &waived,
+        &format!("{old} --server --sender -logDtpre.iLsfxCIvu --ignore-existing . data/"),
+    )
+    .unwrap();
+    // Twin: rsync 3.5.0 itself refuses to follow it, so the same policy serves it there.
+    let current = config(
+        "/usr/bin/rsync",
+        "confine = \"off\"\nconfine_root = false\n",
+    );
+    decide(
+        &world,
+        1000,
+        &current,
+        "rsync --server -logDtpre.iLsfxCIvu --ignore-existing . dest/",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -146,6 +177,14 @@ fn with_landlock_an_old_rsync_runs_without_the_options_it_lacks() {
             "<dest>/"
         ]
     );
+    // Landlock stops writes outside the root: --ignore-existing is served.
+    decide(
+        &world,
+        1000,
+        &landlock,
+        &format!("{old} --server -logDtpre.iLsfxCIvu --ignore-existing . dest/"),
+    )
+    .unwrap();
     std::fs::write(world.root.join("list"), "data/a.txt\n").unwrap();
     decide(
         &world,

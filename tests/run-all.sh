@@ -52,12 +52,17 @@ if [ "$(id -u)" -eq 0 ]; then
   # Debian 12 main / Ubuntu ship rsync 3.2.7 (no --confine-root, no --drop-D): the same
   # scenarios with that server rsync, from the apt sources.
   suite "end-to-end (rsync 3.2.7)" env E2E_SERVER_RSYNC=3.2.7 tests/e2e/run.sh "$bin"
+  # The path differential again with that rsync: no --confine-root, no 3.5.0 refusals.
+  suite "path differential (rsync 3.2.7)" sh -c 'd=$(mktemp -d /usr/local/lib/rshell-paths.XXXXXX) &&
+    chmod 0755 "$d" && trap "rm -rf $d" EXIT && tests/old-rsync.sh 3.2.7 "$d/rsync" &&
+    RSHELL_TEST_BIN="$1" RSHELL_PATHS_SERVER_RSYNC="$d/rsync" cargo test --locked --test paths' sh "$bin"
   suite "end-to-end load and faults" tests/e2e/load.sh "$bin"
   suite "debian package" tests/deb.sh
 else
   # Not run is not passed: these count as failed.
   suite "end-to-end (private sshd)" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
   suite "end-to-end (rsync 3.2.7)" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
+  suite "path differential (rsync 3.2.7)" sh -c 'echo "needs root (installs an rsync, traces it)"; false'
   suite "end-to-end load and faults" sh -c 'echo "needs root (creates accounts, runs sshd)"; false'
   suite "debian package" sh -c 'echo "needs root (installs and purges the package)"; false'
 fi

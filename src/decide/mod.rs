@@ -405,6 +405,22 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
     if t.sender && t.has("files-from") && !guarded {
         return Err("--files-from on a download needs Landlock or --confine-root: the names come from a list rshell cannot vet".into());
     }
+    if !t.sender
+        && (t.has("ignore-existing") || !s.overwrite)
+        && !rsync.confine_root
+        && !req.landlock_enforced
+    {
+        // rsync before 3.5.0 (3.2.7 with Debian's 3.4 security backports included) keeps an
+        // existing destination entry under --ignore-existing even where the sender has a
+        // directory and the entry is a symlink, then creates that directory's files through
+        // it: outside the root. rsync 3.5.0's receiver does not follow it ("Too many levels
+        // of symbolic links"); Landlock stops the writes. Neither here: refused.
+        return Err(format!(
+            "{} with {} (older than 3.5.0) and no Landlock: rsync would write through a symlink in the destination that stands where the client sends a directory; run on a kernel with Landlock (confine = \"auto\" or \"require\") or install rsync 3.5.0 or newer",
+            if s.overwrite { "--ignore-existing" } else { "overwrite = false (rshell forces --ignore-existing)" },
+            s.rsync
+        ));
+    }
     if !t.sender && !rsync.drop_d && req.account.uid == 0 && !s.fake_super && t.has_flag('D') {
         // Without --drop-D a receiver running as root creates the device nodes the client
         // lists (rsync: devices only when am_root; mknod(2) needs CAP_MKNOD, which uid 0

@@ -153,26 +153,9 @@ mkdir -p "$ETCDIR" && : >"$ETCDIR/.rshell-e2e" && chmod 0755 "$ETCDIR"
 # ---- the server's rsync ----------------------------------------------------------------------
 SERVER_RSYNC=/usr/bin/rsync
 if [ -n "${E2E_SERVER_RSYNC:-}" ]; then
-  for tool in apt-cache apt-get dpkg-deb ldd; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool (E2E_SERVER_RSYNC needs apt and dpkg)"
-  done
-  want=$E2E_SERVER_RSYNC
-  deb_version=$(apt-cache madison rsync | awk -v p="$want" '{ v = $3; if (index(v, p) == 1 && substr(v, length(p) + 1, 1) !~ /[0-9]/) { print v; exit } }')
-  [ -n "$deb_version" ] || die "no rsync $want in the apt sources (apt-cache madison rsync: $(apt-cache madison rsync | awk '{print $3}' | tr '\n' ' ')); run apt-get update first"
-  mkdir -p "$WORK/deb" && chmod 0755 "$WORK/deb"
-  (cd "$WORK/deb" && apt-get download -q "rsync=$deb_version") >"$WORK/deb/download.log" 2>&1 ||
-    die "apt-get download rsync=$deb_version failed: $(tail -n 3 "$WORK/deb/download.log")"
-  dpkg-deb -x "$WORK"/deb/rsync_*.deb "$WORK/deb/x" || die "dpkg-deb -x failed"
-  install -m 0755 -o root -g root "$WORK/deb/x/usr/bin/rsync" "$LIBEXEC/rsync"
+  got=$("$HERE/../old-rsync.sh" "$E2E_SERVER_RSYNC" "$LIBEXEC/rsync" 2>&1) || die "$got"
+  note "server rsync: $got"
   SERVER_RSYNC=$LIBEXEC/rsync
-  ! ldd "$SERVER_RSYNC" | grep -q 'not found' || die "rsync $deb_version lacks libraries: $(ldd "$SERVER_RSYNC" | grep 'not found' | tr '\n' ' ')"
-  version_line=$("$SERVER_RSYNC" --version 2>&1) || die "the unpacked rsync does not run: $version_line"
-  version_line=${version_line%%$'\n'*}
-  case "$version_line" in
-    *"version $want "*) ;;
-    *) die "the unpacked rsync is not $want: $version_line" ;;
-  esac
-  note "server rsync: $deb_version (Debian package, unpacked) at $SERVER_RSYNC"
 fi
 
 if [ ! -e /etc/rshell.toml ]; then

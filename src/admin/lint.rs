@@ -194,7 +194,7 @@ pub fn lint_with(cfg: &Config, opts: &CheckOptions) -> Findings {
             Some(v) => {
                 if v < (3, 5, 0) {
                     f.warnings.push(format!(
-                        "rsync {rsync} is version {}.{}.{}: `confine_root` needs 3.5.0 or newer (--confine-root); set confine_root = false or upgrade",
+                        "rsync {rsync} is version {}.{}.{}: `confine_root` needs 3.5.0 or newer (--confine-root); set confine_root = false or upgrade; where Landlock is not enforced, rshell also refuses --files-from downloads and uploads with --ignore-existing or under overwrite = false",
                         v.0, v.1, v.2
                     ));
                 }

@@ -79,7 +79,7 @@ fn load_policy(input: &Input) -> Result<Policy, Failure> {
     let explicit = input.key.and_then(|k| k.config.as_ref());
     let path = explicit.map(PathBuf::as_path).unwrap_or(input.config_path);
     let account = input.account;
-    let mut policy = match Config::load(path) {
+    let mut policy = match Config::load_for(path, &account.name, &account.groups) {
         Ok(cfg) => cfg
             .policy_for(&account.name, &account.groups)
             .map_err(|e| Failure::Config(e.to_string()))?,

@@ -12,13 +12,15 @@
 //! descriptor, capped. Any error refuses the file.
 #![forbid(unsafe_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, FileStat, Mode};
@@ -39,39 +41,133 @@ const UNTRUSTED_OPEN: libc::c_int =
 /// directory up to `/` only root can change. The checks are made on this descriptor, so
 /// what the caller reads from it is what was checked.
 pub fn open_trusted(path: &Path) -> Result<File, ConfigError> {
+    open_trusted_stat(path).map(|(file, _)| file)
+}
+
+/// [`open_trusted`], and the opened file's status.
+fn open_trusted_stat(path: &Path) -> Result<(File, FileStat), ConfigError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(UNTRUSTED_OPEN)
         .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) => ConfigError::Missing(path.to_path_buf()),
-            Some(libc::ELOOP) => insecure(
-                path,
-                "is a symbolic link: a trusted file is opened without following links; name the file itself".into(),
-            ),
-            _ => ConfigError::Unreadable(path.to_path_buf(), e.to_string()),
-        })?;
-    let st = fstat(&file)
+        .map_err(|e| open_error(path, &e))?;
+    let st = checked_file(path, &file)?;
+    check_directories(path, &kernel_path(path, &file)?, &st)?;
+    Ok((file, st))
+}
+
+/// Why a trusted file could not be opened.
+fn open_error(path: &Path, e: &io::Error) -> ConfigError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => ConfigError::Missing(path.to_path_buf()),
+        Some(libc::ELOOP) => insecure(
+            path,
+            "is a symbolic link: a trusted file is opened without following links; name the file itself".into(),
+        ),
+        _ => ConfigError::Unreadable(path.to_path_buf(), e.to_string()),
+    }
+}
+
+/// The opened file itself checked (see [`check_file`]); its status.
+fn checked_file(path: &Path, file: &File) -> Result<FileStat, ConfigError> {
+    let st = fstat(file)
         .map_err(|e| ConfigError::Unreadable(path.to_path_buf(), format!("fstat: {e}")))?;
     check_file(path, &st)?;
-    // The kernel's name for what was opened: symlinks in the directories of `path` are
-    // resolved, `..` and relative paths are gone.
-    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let canonical = std::fs::read_link(&link).map_err(|e| {
+    Ok(st)
+}
+
+/// The kernel's name for what was opened: symlinks in the directories of `path` are
+/// resolved, `..` and relative paths are gone.
+fn kernel_path(path: &Path, opened: &impl AsRawFd) -> Result<PathBuf, ConfigError> {
+    let link = format!("/proc/self/fd/{}", opened.as_raw_fd());
+    std::fs::read_link(&link).map_err(|e| {
         ConfigError::Unreadable(
             path.to_path_buf(),
             format!("cannot resolve its directories through {link} ({e}); is /proc mounted?"),
         )
-    })?;
-    check_directories(path, &canonical, &st)?;
-    Ok(file)
+    })
+}
+
+/// A directory of trusted files (the policy's drop-ins): opened once, not through a
+/// symlink, and checked on its descriptor like the directories of a trusted file — it and
+/// every directory up to `/` owned by root and not group/world-writable, the walk ending
+/// at the very inode opened. Nobody but root can then change which file a name in it
+/// denotes, so a file opened beneath this descriptor needs only its own checks
+/// ([`check_file`]): the walk from `/` is made once for the directory, not once per file.
+pub struct TrustedDir {
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+impl TrustedDir {
+    /// Open and check the directory `path`.
+    pub fn open(path: &Path) -> Result<TrustedDir, ConfigError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let dir = open(path, flags, Mode::empty()).map_err(|e| match e {
+            Errno::ENOENT => ConfigError::Missing(path.to_path_buf()),
+            Errno::ELOOP | Errno::ENOTDIR => insecure(
+                path,
+                "must be a directory (not a symlink or anything else)".into(),
+            ),
+            e => ConfigError::Unreadable(path.to_path_buf(), io::Error::from(e).to_string()),
+        })?;
+        let st = fstat(&dir)
+            .map_err(|e| ConfigError::Unreadable(path.to_path_buf(), format!("fstat: {e}")))?;
+        check_directory(path, path, &st)?;
+        check_directories(path, &kernel_path(path, &dir)?, &st)?;
+        Ok(TrustedDir {
+            dir,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The names in the directory (without `.` and `..`), in no particular order.
+    pub fn names(&self) -> Result<Vec<OsString>, ConfigError> {
+        let unreadable =
+            |e: Errno| ConfigError::Unreadable(self.path.clone(), io::Error::from(e).to_string());
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = Dir::openat(&self.dir, ".", flags, Mode::empty()).map_err(unreadable)?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(unreadable)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(name).to_os_string());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Read the trusted file `name` of this directory (as [`read_trusted`] does, opened
+    /// beneath the directory's descriptor): its path and text.
+    pub fn read(&self, name: &OsStr) -> Result<(PathBuf, String), ConfigError> {
+        let path = self.path.join(name);
+        let flags = OFlag::O_RDONLY | OFlag::from_bits_retain(UNTRUSTED_OPEN);
+        let file = openat(&self.dir, name, flags, Mode::empty())
+            .map(File::from)
+            .map_err(|e| open_error(&path, &io::Error::from(e)))?;
+        let st = checked_file(&path, &file)?;
+        let text = read_text(&path, file, &st)?;
+        Ok((path, text))
+    }
 }
 
 /// Read a trusted file (see [`open_trusted`]) as UTF-8 text of at most
 /// [`MAX_TRUSTED_BYTES`], from the descriptor that was checked.
 pub fn read_trusted(path: &Path) -> Result<String, ConfigError> {
-    let file = open_trusted(path)?;
-    let mut bytes = Vec::new();
+    let (file, st) = open_trusted_stat(path)?;
+    read_text(path, file, &st)
+}
+
+/// The text of a checked file, at most [`MAX_TRUSTED_BYTES`] of UTF-8.
+fn read_text(path: &Path, file: File, st: &FileStat) -> Result<String, ConfigError> {
+    // Room for the whole file as it was when checked, and one byte more to see the end in
+    // one read: a file grows no buffer piece by piece.
+    let size = u64::try_from(st.st_size)
+        .unwrap_or(0)
+        .min(MAX_TRUSTED_BYTES)
+        + 1;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(MAX_TRUSTED_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| ConfigError::Unreadable(path.to_path_buf(), e.to_string()))?;
@@ -480,6 +576,57 @@ mod tests {
         symlink(&good, t.0.join("link.toml")).unwrap();
         let e = refused(&t.0.join("link.toml"));
         assert!(e.contains("is a symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn a_trusted_directory_reads_its_files_with_the_file_checks() {
+        if !root() {
+            return;
+        }
+        let t = Tree::new("dir");
+        let d = t.dir("rshell.d", 0o755, 0);
+        t.file("rshell.d/a.toml", "version = 1\n", 0o644, 0);
+        t.file("rshell.d/nobody.toml", "version = 1\n", 0o644, NOBODY);
+        t.file("rshell.d/writable.toml", "version = 1\n", 0o666, 0);
+        symlink(t.0.join("rshell.d/a.toml"), t.0.join("rshell.d/link.toml")).unwrap();
+        let dir = TrustedDir::open(&d).unwrap();
+        let mut names = dir.names().unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            ["a.toml", "link.toml", "nobody.toml", "writable.toml"].map(OsString::from)
+        );
+        let (path, text) = dir.read(OsStr::new("a.toml")).unwrap();
+        assert_eq!((path, text.as_str()), (d.join("a.toml"), "version = 1\n"));
+        // The same refusals, word for word, as a trusted file read by its name.
+        for name in ["nobody.toml", "writable.toml", "link.toml", "gone.toml"] {
+            let by_dir = dir.read(OsStr::new(name)).unwrap_err();
+            let by_name = read_trusted(&d.join(name)).unwrap_err();
+            assert_eq!(by_dir, by_name, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_directory_must_be_roots_alone_up_to_the_root() {
+        if !root() {
+            return;
+        }
+        let t = Tree::new("dirs");
+        let d = t.dir("writable.d", 0o777, 0);
+        let e = TrustedDir::open(&d).err().unwrap().to_string();
+        assert!(e.contains("is group- and world-writable"), "{e}");
+        t.dir("user", 0o755, NOBODY);
+        let d = t.dir("user/rshell.d", 0o755, 0);
+        let e = TrustedDir::open(&d).err().unwrap().to_string();
+        assert!(e.contains("is owned by uid 65534, not root"), "{e}");
+        let good = t.dir("good.d", 0o755, 0);
+        symlink(&good, t.0.join("link.d")).unwrap();
+        let e = TrustedDir::open(&t.0.join("link.d"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("must be a directory (not a symlink"), "{e}");
+        assert!(TrustedDir::open(&good).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -230,26 +231,51 @@ const SEVERITY_INFO: u32 = 6;
 /// /dev/log, else to the journal. Never fatal, never blocks longer than a short timeout
 /// per sink, never prints the record: the caller decides what to do with [`Sink::None`].
 pub fn send(line: &str, warning: bool) -> Sink {
-    send_via(
+    // One socket for every record of this process (the decision, then the outcome): it is
+    // unbound and unconnected, each record names its sink. Close-on-exec, so rsync never
+    // holds it.
+    static SOCKET: Mutex<Option<UnixDatagram>> = Mutex::new(None);
+    let mut socket = SOCKET.lock().unwrap_or_else(|e| e.into_inner());
+    if socket.is_none() {
+        *socket = datagram_socket(SEND_TIMEOUT).ok();
+    }
+    let Some(socket) = socket.as_ref() else {
+        return Sink::None;
+    };
+    send_with(
+        socket,
         Path::new(SYSLOG_SOCKET),
         Path::new(JOURNAL_SOCKET),
         line,
         warning,
-        SEND_TIMEOUT,
     )
 }
 
+#[cfg(test)]
 fn send_via(syslog: &Path, journal: &Path, line: &str, warning: bool, timeout: Duration) -> Sink {
+    match datagram_socket(timeout) {
+        Ok(socket) => send_with(&socket, syslog, journal, line, warning),
+        Err(_) => Sink::None,
+    }
+}
+
+fn send_with(
+    socket: &UnixDatagram,
+    syslog: &Path,
+    journal: &Path,
+    line: &str,
+    warning: bool,
+) -> Sink {
     let severity = if warning {
         SEVERITY_WARNING
     } else {
         SEVERITY_INFO
     };
     let record = syslog_datagram(line, severity, std::process::id());
-    if send_datagram(syslog, record.as_bytes(), timeout).is_ok() {
+    if send_datagram(socket, syslog, record.as_bytes()).is_ok() {
         return Sink::Syslog;
     }
-    if send_datagram(journal, &journal_datagram(line, severity), timeout).is_ok() {
+    if send_datagram(socket, journal, &journal_datagram(line, severity)).is_ok() {
         return Sink::Journal;
     }
     Sink::None
@@ -291,14 +317,19 @@ fn journal_datagram(line: &str, severity: u32) -> Vec<u8> {
     out
 }
 
-/// One datagram to the socket at `path`. A blocking send to a unix datagram socket whose
-/// reader has stopped waits for room in its queue (net.unix.max_dgram_qlen, kernel
-/// unix_dgram_sendmsg) — forever, as the `syslog` crate and glibc syslog(3) would; the
-/// send timeout (SO_SNDTIMEO) bounds that wait. No stream fallback: connecting to a
-/// stalled stream listener could block too.
-fn send_datagram(path: &Path, message: &[u8], timeout: Duration) -> std::io::Result<()> {
+/// An unbound datagram socket whose sends wait at most `timeout`. A blocking send to a
+/// unix datagram socket whose reader has stopped waits for room in its queue
+/// (net.unix.max_dgram_qlen, kernel unix_dgram_sendmsg) — forever, as the `syslog` crate
+/// and glibc syslog(3) would; the send timeout (SO_SNDTIMEO) bounds that wait. No stream
+/// fallback: connecting to a stalled stream listener could block too.
+fn datagram_socket(timeout: Duration) -> std::io::Result<UnixDatagram> {
     let socket = UnixDatagram::unbound()?;
     socket.set_write_timeout(Some(timeout))?;
+    Ok(socket)
+}
+
+/// One datagram to the socket at `path`, through `socket` (see [`datagram_socket`]).
+fn send_datagram(socket: &UnixDatagram, path: &Path, message: &[u8]) -> std::io::Result<()> {
     let sent = socket.send_to(message, path)?;
     if sent == message.len() {
         Ok(())

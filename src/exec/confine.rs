@@ -7,6 +7,11 @@
 //! - [`apply`] turns it into a Landlock domain on the *current thread* (the forked child that
 //!   is about to `execve` rsync). The domain, and `no_new_privs`, survive the `execve`.
 //!
+//! Each path is looked up once per connection: on a kernel with Landlock, building the
+//! ruleset opens every listed path `O_PATH` (the existence and identity check it needs
+//! anyway) and keeps the descriptors; [`apply`] (or [`prepare`], before fork) makes the rules
+//! of exactly that ruleset from them instead of opening the paths by name again.
+//!
 //! Rules this module keeps:
 //! - No `unsafe`: only the safe API of the `landlock` crate (and `nix::sys::stat::fstat`).
 //! - ABI ≥ 2 or nothing: ABI 1 cannot link or rename across directories, which
@@ -17,8 +22,9 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use landlock::{
     Access as _, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath,
@@ -101,6 +107,25 @@ impl Ruleset {
         rsync: &Path,
         extra_read: &[PathBuf],
     ) -> Ruleset {
+        // Descriptors only where a ruleset can be applied at all (one `stat` per path else).
+        let keep = matches!(probe(), Ok(abi) if abi >= 2);
+        let (ruleset, opened) = Ruleset::build(root, access, rsync, extra_read, keep);
+        *PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Prepared {
+            ruleset: ruleset.clone(),
+            opened,
+        });
+        ruleset
+    }
+
+    /// [`Ruleset::for_transfer`], returning the descriptors it opened (if `keep`) instead of
+    /// keeping them.
+    fn build(
+        root: &Path,
+        access: Access,
+        rsync: &Path,
+        extra_read: &[PathBuf],
+        keep: bool,
+    ) -> (Ruleset, Vec<Opened>) {
         let mut ruleset = Ruleset {
             read_write: Vec::new(),
             read_only: Vec::new(),
@@ -112,20 +137,24 @@ impl Ruleset {
             Access::ReadWrite | Access::WriteOnly => ruleset.read_write.push(root.to_path_buf()),
         }
         let mut seen = Vec::new();
-        push_existing(&mut ruleset.read_exec, &mut seen, rsync);
+        let mut opened = Vec::new();
+        let mut push = |list: &mut Vec<PathBuf>, path: &Path| {
+            push_existing(list, &mut seen, keep.then_some(&mut opened), path)
+        };
+        push(&mut ruleset.read_exec, rsync);
         for dir in LIBRARY_DIRS {
-            push_existing(&mut ruleset.read_exec, &mut seen, Path::new(dir));
+            push(&mut ruleset.read_exec, Path::new(dir));
         }
         for path in SYSTEM_READ_PATHS {
-            push_existing(&mut ruleset.read_only, &mut seen, Path::new(path));
+            push(&mut ruleset.read_only, Path::new(path));
         }
         for path in extra_read {
-            push_existing(&mut ruleset.read_only, &mut seen, path);
+            push(&mut ruleset.read_only, path);
         }
         for device in DEVICES {
-            push_existing(&mut ruleset.devices, &mut seen, Path::new(device));
+            push(&mut ruleset.devices, Path::new(device));
         }
-        ruleset
+        (ruleset, opened)
     }
 
     /// One line per rule, e.g. `rw /srv/backup/amanda`, for `--test` output and syslog.
@@ -153,18 +182,86 @@ impl Ruleset {
     }
 }
 
-/// Adds `path` unless it doesn't exist or the same file is already listed. One `stat`
-/// (which follows symlinks, as the rule's open will) instead of resolving every component:
-/// on merged-/usr systems `/lib` and `/usr/lib` are the same directory and listed once.
-fn push_existing(list: &mut Vec<PathBuf>, seen: &mut Vec<(u64, u64)>, path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
+/// Adds `path` unless it doesn't exist or the same file is already listed: on merged-/usr
+/// systems `/lib` and `/usr/lib` are the same directory and listed once. With `opened`, the
+/// path is opened `O_PATH` (following symlinks, as a `stat` would and as the rule's open
+/// did) and judged on that descriptor, which is kept in `opened` for [`apply`]; where that
+/// open fails for another reason than the path's absence (too many descriptors, say), and
+/// without `opened`, one `stat` decides as it always did (the rule's path is then opened by
+/// name when the ruleset is applied).
+fn push_existing(
+    list: &mut Vec<PathBuf>,
+    seen: &mut Vec<(u64, u64)>,
+    opened: Option<&mut Vec<Opened>>,
+    path: &Path,
+) {
+    let by_stat = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| ((m.dev(), m.ino()), None))
+    };
+    let found = match opened.is_some().then(|| open_path(path)) {
+        Some(Ok((fd, stat))) => Some((
+            (stat.st_dev, stat.st_ino),
+            Some((fd, stat.st_mode & libc::S_IFMT == libc::S_IFDIR)),
+        )),
+        Some(Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR)) => None,
+        Some(Err(_)) | None => by_stat(),
+    };
+    let Some((id, fd)) = found else {
         return;
     };
-    let id = (meta.dev(), meta.ino());
     if !seen.contains(&id) {
         seen.push(id);
         list.push(path.to_path_buf());
+        if let (Some(opened), Some((fd, is_dir))) = (opened, fd) {
+            opened.push(Opened {
+                path: path.to_path_buf(),
+                fd,
+                is_dir,
+            });
+        }
+    }
+}
+
+/// `path` opened `O_PATH` (symlinks followed), and what it is.
+fn open_path(path: &Path) -> Result<(OwnedFd, nix::sys::stat::FileStat), nix::errno::Errno> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let stat = nix::sys::stat::fstat(&fd)?;
+    Ok((fd, stat))
+}
+
+/// A path of a ruleset as [`Ruleset::for_transfer`] opened it.
+#[derive(Debug)]
+struct Opened {
+    path: PathBuf,
+    fd: OwnedFd,
+    is_dir: bool,
+}
+
+/// The descriptors the last [`Ruleset::for_transfer`] of this process opened, with the
+/// ruleset it built. [`apply`] takes them when it is given that same ruleset (a real run
+/// applies it in the child forked right after the decision, or in place), and opens each
+/// path by name otherwise, as it always did. Close-on-exec: rsync never inherits them.
+#[derive(Debug)]
+struct Prepared {
+    ruleset: Ruleset,
+    opened: Vec<Opened>,
+}
+
+static PREPARED: Mutex<Option<Prepared>> = Mutex::new(None);
+
+/// The kept descriptors for `ruleset`, if the last one built is that ruleset.
+fn take_prepared(ruleset: &Ruleset) -> Vec<Opened> {
+    let mut prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    match prepared.take() {
+        Some(p) if p.ruleset == *ruleset => p.opened,
+        _ => Vec::new(),
     }
 }
 
@@ -315,8 +412,21 @@ pub fn apply(
     mode: ConfineMode,
     root: BorrowedFd,
 ) -> Result<Status, ConfineError> {
+    prepare(ruleset, mode, root)?.restrict_self()
+}
+
+/// [`apply`] in two halves: `prepare` does everything but the restriction (decides what the
+/// kernel allows, creates the Landlock ruleset and adds every rule) and leaves the current
+/// thread untouched; [`Ready::restrict_self`] then sets `no_new_privs` and restricts the
+/// calling thread. A forking caller prepares before `fork` and restricts in the child, which
+/// then writes almost no memory (every page a forked child writes is copied first).
+pub fn prepare(
+    ruleset: &Ruleset,
+    mode: ConfineMode,
+    root: BorrowedFd,
+) -> Result<Ready, ConfineError> {
     let abi = match plan(mode, probe()) {
-        Plan::Skip(status) => return Ok(status),
+        Plan::Skip(status) => return Ok(Ready(Step::Skip(status))),
         Plan::Refuse(reason) => return Err(ConfineError::Required(reason)),
         Plan::Enforce { abi } => abi,
     };
@@ -324,24 +434,73 @@ pub fn apply(
         ConfineMode::Require => CompatLevel::HardRequirement,
         _ => CompatLevel::BestEffort,
     };
-    let status = restrict(ruleset, landlock_abi(abi), level, root)?;
-    if !status.no_new_privs {
-        return Err(ConfineError::Failed(
-            "no_new_privs could not be set".to_string(),
-        ));
-    }
-    match (status.ruleset, mode) {
-        (RulesetStatus::FullyEnforced, _) => Ok(Status::Enforced { abi }),
-        (RulesetStatus::PartiallyEnforced, ConfineMode::Require) => Err(ConfineError::Failed(
-            "ruleset only partly enforced".to_string(),
-        )),
-        (RulesetStatus::PartiallyEnforced, _) => Ok(Status::Partial { abi }),
-        (RulesetStatus::NotEnforced, ConfineMode::Require) => Err(ConfineError::Required(
-            "the kernel did not enforce the ruleset".to_string(),
-        )),
-        (RulesetStatus::NotEnforced, _) => Ok(Status::NotEnforced {
-            reason: "the kernel did not enforce the ruleset".to_string(),
-        }),
+    let (created, fds) = create(ruleset, landlock_abi(abi), level, root)?;
+    Ok(Ready(Step::Restrict {
+        created,
+        abi,
+        mode,
+        fds,
+    }))
+}
+
+/// A ruleset [`prepare`]d for the current kernel, to be applied with [`Ready::restrict_self`].
+#[derive(Debug)]
+#[must_use]
+pub struct Ready(Step);
+
+#[derive(Debug)]
+enum Step {
+    /// Nothing to restrict: the status to report.
+    Skip(Status),
+    /// The created ruleset with all its rules, and the descriptors of the rules (kept open
+    /// until exec, which closes them: close-on-exec).
+    Restrict {
+        created: landlock::RulesetCreated,
+        abi: u32,
+        mode: ConfineMode,
+        fds: Vec<OwnedFd>,
+    },
+}
+
+impl Ready {
+    /// Set `no_new_privs` and restrict the current thread with the prepared ruleset; the
+    /// status and errors are those of [`apply`]. Meant for the thread that execs next: the
+    /// rules' descriptors are left to that exec to close (they are close-on-exec).
+    pub fn restrict_self(self) -> Result<Status, ConfineError> {
+        let (created, abi, mode, fds) = match self.0 {
+            Step::Skip(status) => return Ok(status),
+            Step::Restrict {
+                created,
+                abi,
+                mode,
+                fds,
+            } => (created, abi, mode, fds),
+        };
+        for fd in fds {
+            // Not closed one by one: the exec that follows closes them all at once.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        }
+        let status = created
+            .restrict_self()
+            .map_err(|e| ConfineError::Failed(e.to_string()))?;
+        if !status.no_new_privs {
+            return Err(ConfineError::Failed(
+                "no_new_privs could not be set".to_string(),
+            ));
+        }
+        match (status.ruleset, mode) {
+            (RulesetStatus::FullyEnforced, _) => Ok(Status::Enforced { abi }),
+            (RulesetStatus::PartiallyEnforced, ConfineMode::Require) => Err(ConfineError::Failed(
+                "ruleset only partly enforced".to_string(),
+            )),
+            (RulesetStatus::PartiallyEnforced, _) => Ok(Status::Partial { abi }),
+            (RulesetStatus::NotEnforced, ConfineMode::Require) => Err(ConfineError::Required(
+                "the kernel did not enforce the ruleset".to_string(),
+            )),
+            (RulesetStatus::NotEnforced, _) => Ok(Status::NotEnforced {
+                reason: "the kernel did not enforce the ruleset".to_string(),
+            }),
+        }
     }
 }
 
@@ -358,12 +517,14 @@ fn landlock_abi(abi: u32) -> ABI {
     }
 }
 
-fn restrict(
+/// The Landlock ruleset handling every right of `abi`, with every rule of `ruleset` added;
+/// and the descriptors of the rules besides the root's.
+fn create(
     ruleset: &Ruleset,
     abi: ABI,
     level: CompatLevel,
     root_fd: BorrowedFd,
-) -> Result<landlock::RestrictionStatus, ConfineError> {
+) -> Result<(landlock::RulesetCreated, Vec<OwnedFd>), ConfineError> {
     let failed = |e: landlock::RulesetError| ConfineError::Failed(e.to_string());
     let mut created = landlock::Ruleset::default()
         .set_compatibility(level)
@@ -371,49 +532,245 @@ fn restrict(
         .map_err(failed)?
         .create()
         .map_err(failed)?;
-    let root = ruleset.root();
-    for (kind, path) in ruleset.rules() {
-        let rule = if Some(path) == root {
-            // The root rule is built from the descriptor every check used, never by name.
-            let fd = root_fd
-                .try_clone_to_owned()
-                .map_err(|e| ConfineError::Failed(format!("root descriptor: {e}")))?;
-            PathBeneath::new(fd, kind.rights(abi))
-        } else {
-            let Some(rule) = path_rule(path, kind.rights(abi))? else {
-                continue;
-            };
-            rule
-        };
-        created = created.add_rule(rule).map_err(failed)?;
+    let rules = rules(ruleset, abi, root_fd, take_prepared(ruleset))?;
+    for (fd, rights) in &rules {
+        created = created
+            .add_rule(PathBeneath::new(fd.as_fd(), *rights))
+            .map_err(failed)?;
     }
-    created.restrict_self().map_err(failed)
+    let fds = rules
+        .into_iter()
+        .filter_map(|(fd, _)| match fd {
+            RuleFd::Path(fd) => Some(fd),
+            RuleFd::Root(_) => None,
+        })
+        .collect();
+    Ok((created, fds))
 }
 
-/// The rule for `path`: `rights` narrowed to those valid on a file when it isn't a directory
-/// (the kernel rejects directory rights on files), judged on the opened descriptor itself.
-/// A path other than the root that has vanished since the ruleset was built is skipped.
-fn path_rule(
-    path: &Path,
-    rights: BitFlags<AccessFs>,
-) -> Result<Option<PathBeneath<OwnedFd>>, ConfineError> {
-    let fd = match nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(ConfineError::Failed(format!("{}: {e}", path.display()))),
-    };
-    let stat = nix::sys::stat::fstat(&fd)
-        .map_err(|e| ConfineError::Failed(format!("stat {}: {e}", path.display())))?;
-    let is_dir = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    let rights = if is_dir { rights } else { rights & FILE_RIGHTS };
-    Ok(Some(PathBeneath::new(fd, rights)))
+/// The descriptor a rule is made from: the root's (borrowed: the one every check used, also
+/// rsync's working directory), or a path's.
+#[derive(Debug)]
+enum RuleFd<'a> {
+    Root(BorrowedFd<'a>),
+    Path(OwnedFd),
+}
+
+impl AsFd for RuleFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            RuleFd::Root(fd) => fd.as_fd(),
+            RuleFd::Path(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// Every rule of `ruleset` at `abi` as a descriptor and its rights, in [`Ruleset::rules`]
+/// order: the root from `root_fd`, every other path from its descriptor in `prepared` (what
+/// [`Ruleset::for_transfer`] opened for this ruleset), or else opened by name now.
+fn rules<'a>(
+    ruleset: &Ruleset,
+    abi: ABI,
+    root_fd: BorrowedFd<'a>,
+    mut prepared: Vec<Opened>,
+) -> Result<Vec<(RuleFd<'a>, BitFlags<AccessFs>)>, ConfineError> {
+    let root = ruleset.root();
+    let mut out = Vec::new();
+    for (kind, path) in ruleset.rules() {
+        if Some(path) == root {
+            // The root rule is built from the descriptor every check used, never by name.
+            out.push((RuleFd::Root(root_fd), kind.rights(abi)));
+            continue;
+        }
+        let opened = match prepared.iter().position(|o| o.path == *path) {
+            Some(at) => prepared.swap_remove(at),
+            None => match path_opened(path)? {
+                Some(o) => o,
+                None => continue,
+            },
+        };
+        out.push((
+            RuleFd::Path(opened.fd),
+            narrowed(kind.rights(abi), opened.is_dir),
+        ));
+    }
+    Ok(out)
+}
+
+/// `rights` narrowed to those valid on a file when it isn't a directory (the kernel rejects
+/// directory rights on files), judged on the opened descriptor itself.
+fn narrowed(rights: BitFlags<AccessFs>, is_dir: bool) -> BitFlags<AccessFs> {
+    if is_dir {
+        rights
+    } else {
+        rights & FILE_RIGHTS
+    }
+}
+
+/// `path` opened by name now. A path other than the root that has vanished since the ruleset
+/// was built is skipped.
+fn path_opened(path: &Path) -> Result<Option<Opened>, ConfineError> {
+    match open_path(path) {
+        Ok((fd, stat)) => Ok(Some(Opened {
+            path: path.to_path_buf(),
+            fd,
+            is_dir: stat.st_mode & libc::S_IFMT == libc::S_IFDIR,
+        })),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(ConfineError::Failed(format!("{}: {e}", path.display()))),
+    }
 }
 
 /// Rights that apply to a file itself; the others concern a directory's entries.
 const FILE_RIGHTS: BitFlags<AccessFs> = landlock::make_bitflags!(AccessFs::{
     ReadFile | WriteFile | Execute | Truncate | IoctlDev
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ruleset as it was built before the descriptors were kept: one `stat` per path.
+    fn by_stat(root: &Path, access: Access, rsync: &Path, extra_read: &[PathBuf]) -> Ruleset {
+        use std::os::unix::fs::MetadataExt;
+        let mut ruleset = Ruleset {
+            read_write: Vec::new(),
+            read_only: Vec::new(),
+            read_exec: Vec::new(),
+            devices: Vec::new(),
+        };
+        match access {
+            Access::ReadOnly => ruleset.read_only.push(root.to_path_buf()),
+            Access::ReadWrite | Access::WriteOnly => ruleset.read_write.push(root.to_path_buf()),
+        }
+        let mut seen = Vec::new();
+        let mut push = |list: &mut Vec<PathBuf>, path: &Path| {
+            let Ok(meta) = std::fs::metadata(path) else {
+                return;
+            };
+            let id = (meta.dev(), meta.ino());
+            if !seen.contains(&id) {
+                seen.push(id);
+                list.push(path.to_path_buf());
+            }
+        };
+        push(&mut ruleset.read_exec, rsync);
+        for dir in LIBRARY_DIRS {
+            push(&mut ruleset.read_exec, Path::new(dir));
+        }
+        for path in SYSTEM_READ_PATHS {
+            push(&mut ruleset.read_only, Path::new(path));
+        }
+        for path in extra_read {
+            push(&mut ruleset.read_only, path);
+        }
+        for device in DEVICES {
+            push(&mut ruleset.devices, Path::new(device));
+        }
+        ruleset
+    }
+
+    /// What each rule grants, on which file: (device, inode, rights).
+    fn granted(rules: &[(RuleFd, BitFlags<AccessFs>)]) -> Vec<(u64, u64, BitFlags<AccessFs>)> {
+        rules
+            .iter()
+            .map(|(fd, rights)| {
+                let st = nix::sys::stat::fstat(fd.as_fd()).unwrap();
+                (st.st_dev, st.st_ino, *rights)
+            })
+            .collect()
+    }
+
+    fn inputs() -> Vec<(Access, &'static str, Vec<PathBuf>)> {
+        let mut out = Vec::new();
+        for access in [Access::ReadWrite, Access::ReadOnly, Access::WriteOnly] {
+            for rsync in [
+                "/usr/bin/rsync",
+                "/bin/true",
+                "/nonexistent/rsync",
+                "/usr/lib",
+            ] {
+                for extra in [
+                    vec![],
+                    vec![
+                        PathBuf::from("/etc/hostname"),
+                        PathBuf::from("/nonexistent/x"),
+                    ],
+                    // Already listed under another name: listed once.
+                    vec![PathBuf::from("/lib/../etc/passwd")],
+                ] {
+                    out.push((access, rsync, extra));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_ruleset_built_from_descriptors_is_the_one_built_by_stat() {
+        let root = std::env::temp_dir();
+        for (access, rsync, extra) in inputs() {
+            let (built, opened) = Ruleset::build(&root, access, Path::new(rsync), &extra, true);
+            assert_eq!(built, by_stat(&root, access, Path::new(rsync), &extra));
+            let (unkept, none) = Ruleset::build(&root, access, Path::new(rsync), &extra, false);
+            assert_eq!((&unkept, none.len()), (&built, 0));
+            assert_eq!(
+                Ruleset::for_transfer(&root, access, Path::new(rsync), &extra),
+                built
+            );
+            // One descriptor per listed path besides the root, for that path.
+            let mut listed: Vec<&PathBuf> = built.rules().map(|(_, p)| p).skip(1).collect();
+            let mut kept: Vec<&PathBuf> = opened.iter().map(|o| &o.path).collect();
+            listed.sort();
+            kept.sort();
+            assert_eq!(kept, listed, "{rsync} {extra:?}");
+        }
+    }
+
+    #[test]
+    fn the_rules_from_kept_descriptors_are_the_rules_opened_by_name() {
+        let root = std::env::temp_dir();
+        let root_fd = nix::fcntl::open(
+            &root,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        for abi in [
+            ABI::V2,
+            ABI::V3,
+            ABI::V4,
+            ABI::V5,
+            ABI::V6,
+            ABI::V7,
+            ABI::V8,
+        ] {
+            for (access, rsync, extra) in inputs() {
+                let (ruleset, opened) =
+                    Ruleset::build(&root, access, Path::new(rsync), &extra, true);
+                let kept = rules(&ruleset, abi, root_fd.as_fd(), opened).unwrap();
+                let by_name = rules(&ruleset, abi, root_fd.as_fd(), Vec::new()).unwrap();
+                assert_eq!(
+                    granted(&kept),
+                    granted(&by_name),
+                    "{abi:?} {rsync} {extra:?}"
+                );
+                assert_eq!(kept.len(), ruleset.rules().count());
+            }
+        }
+    }
+
+    #[test]
+    fn kept_descriptors_serve_only_the_ruleset_they_were_opened_for() {
+        let root = std::env::temp_dir();
+        let rs = Ruleset::for_transfer(&root, Access::ReadOnly, Path::new("/bin/true"), &[]);
+        let mut other = rs.clone();
+        other.read_only.pop();
+        // Another thread may have built a ruleset meanwhile: then nothing is kept for either.
+        assert!(take_prepared(&other).is_empty());
+        assert!(take_prepared(&rs).is_empty(), "taken (or replaced) once");
+        let rs = Ruleset::for_transfer(&root, Access::ReadOnly, Path::new("/bin/true"), &[]);
+        let kept = take_prepared(&rs);
+        assert!(kept.is_empty() || kept.len() == rs.rules().count() - 1);
+    }
+}

@@ -70,20 +70,21 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         keep: &keep,
         new_process_group: forked,
     };
-    // The child reports the Landlock status it really got (the decision record could only
-    // predict it) through the exec notice pipe, for the outcome record.
-    let confine = |notice: Option<&std::os::fd::OwnedFd>| {
-        let status = confine::apply(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
-            .map_err(|e| e.to_string())?;
-        if let Some(fd) = notice {
-            system::notify(fd, status.to_string().as_bytes());
-        }
-        Ok(())
-    };
     if !forked {
-        let err = system::exec(&image, || confine(None));
+        let confine = || {
+            confine::apply(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let err = system::exec(&image, confine);
         return exec_failed(&err);
     }
+    // Everything the child needs is made ready here, before fork: the argument strings and
+    // the Landlock ruleset with its rules. The child then only makes system calls (each page
+    // a forked child writes is copied first). Errors surface in the child, as before.
+    let prepared = system::prepare_exec(&image);
+    let ready = confine::prepare(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
+        .map_err(|e| e.to_string());
     let started = Instant::now();
     let (ready_r, ready_w) = match system::exec_notice() {
         Ok(pair) => pair,
@@ -99,7 +100,17 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         }
         Ok(system::Forked::Child) => {
             drop(ready_r);
-            let err = system::exec(&image, || confine(Some(&ready_w)));
+            // The child reports the Landlock status it really got (the decision record could
+            // only predict it) through the exec notice pipe, for the outcome record.
+            let confine = || {
+                let status = ready?.restrict_self().map_err(|e| e.to_string())?;
+                notify_status(&ready_w, &status);
+                Ok(())
+            };
+            let err = match prepared {
+                Ok(prepared) => system::exec_prepared(prepared, confine),
+                Err(e) => e,
+            };
             std::process::exit(exec_failed(&err));
         }
         Ok(system::Forked::Parent(pid)) => {
@@ -108,6 +119,7 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             // not-dumpable rshell, whose /proc files belong to root) and while it lives
             // (once it is a zombie, /proc hands its files to root again).
             let applied = system::wait_for_exec(ready_r);
+            drop((prepared, ready));
             let landlock = match String::from_utf8_lossy(&applied).into_owned() {
                 s if s.is_empty() => "landlock=unknown".to_string(),
                 s => s,
@@ -152,6 +164,18 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             code
         }
     }
+}
+
+/// Write `status` into the exec notice pipe, formatted on the stack (no allocation in the
+/// forked child).
+fn notify_status(fd: &std::os::fd::OwnedFd, status: &confine::Status) {
+    use std::io::Write;
+    let mut buf = [0u8; 1024];
+    let mut rest = &mut buf[..];
+    // A status longer than the buffer is cut (the parent keeps at most 1 KiB anyway).
+    let _ = write!(rest, "{status}");
+    let len = 1024 - rest.len();
+    system::notify(fd, &buf[..len]);
 }
 
 fn exec_failed(err: &system::SysError) -> i32 {

@@ -478,6 +478,28 @@ fn cstring(s: &[u8]) -> Result<CString, Errno> {
 /// `confine` (Landlock, last, so nothing above is restricted by it) and execve.
 /// Returns only on failure.
 pub fn exec(image: &ExecImage, confine: impl FnOnce() -> Result<(), String>) -> SysError {
+    match prepare_exec(image) {
+        Ok(prepared) => exec_prepared(prepared, confine),
+        Err(e) => e,
+    }
+}
+
+/// An [`ExecImage`] with its program, arguments and environment converted for execve(2).
+/// A forking caller converts before `fork`, so that the child only makes system calls and
+/// writes almost no memory (each page a forked child writes is copied first).
+pub struct PreparedExec<'a> {
+    image: &'a ExecImage<'a>,
+    program: String,
+    path: CString,
+    // Owners of the strings the pointer arrays point into.
+    _argv: Vec<CString>,
+    _env: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    env_ptrs: Vec<*const libc::c_char>,
+}
+
+/// Convert `image` for [`exec_prepared`].
+pub fn prepare_exec<'a>(image: &'a ExecImage<'a>) -> Result<PreparedExec<'a>, SysError> {
     let program = image.program.display().to_string();
     let fail = |e: Errno| SysError::Exec(program.clone(), e);
     let argv: Result<Vec<CString>, Errno> =
@@ -489,8 +511,32 @@ pub fn exec(image: &ExecImage, confine: impl FnOnce() -> Result<(), String>) -> 
         .collect();
     let (argv, env, path) = match (argv, env, cstring(image.program.as_os_str().as_bytes())) {
         (Ok(a), Ok(e), Ok(p)) => (a, e, p),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(e),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(fail(e)),
     };
+    let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    Ok(PreparedExec {
+        image,
+        argv_ptrs: pointers(&argv),
+        env_ptrs: pointers(&env),
+        program,
+        path,
+        _argv: argv,
+        _env: env,
+    })
+}
+
+/// [`exec`] with the strings converted already. Returns only on failure.
+pub fn exec_prepared(
+    prepared: PreparedExec,
+    confine: impl FnOnce() -> Result<(), String>,
+) -> SysError {
+    let image = prepared.image;
     nix::sys::stat::umask(Mode::from_bits_truncate(image.umask));
     if let Err(e) = nix::unistd::fchdir(image.cwd.as_fd()) {
         return SysError::Io("chdir to root".into(), e);
@@ -525,10 +571,19 @@ pub fn exec(image: &ExecImage, confine: impl FnOnce() -> Result<(), String>) -> 
     if let Err(why) = confine() {
         return SysError::Confine(why);
     }
-    match nix::unistd::execve(&path, &argv, &env) {
-        Err(e) => fail(e),
-        Ok(never) => match never {},
+    // SAFETY: `path` is a NUL-terminated string, `argv_ptrs` and `env_ptrs` are arrays of
+    // pointers to the NUL-terminated strings of `_argv` and `_env`, each array ending with
+    // a null pointer; `prepared` owns all of them and lives until execve returns (which it
+    // does only on failure). No allocation happens here (nix's execve would build the
+    // pointer arrays in the forked child).
+    unsafe {
+        libc::execve(
+            prepared.path.as_ptr(),
+            prepared.argv_ptrs.as_ptr(),
+            prepared.env_ptrs.as_ptr(),
+        );
     }
+    SysError::Exec(prepared.program, Errno::last())
 }
 
 /// Kernels before 5.11 lack close_range: mark what /proc lists.
@@ -620,7 +675,24 @@ pub fn notify(write_end: &OwnedFd, note: &[u8]) {
 
 /// The number of threads of this process, from /proc/self/stat (field 20).
 fn thread_count() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    use std::io::Read;
+    // One read into a buffer that holds the whole line (52 fields, well under 1 KiB, with
+    // a 16-byte command name), not read_to_string's growing reads.
+    let mut buf = [0u8; 4096];
+    let mut file = std::fs::File::open("/proc/self/stat").ok()?;
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+        if len == buf.len() {
+            return None;
+        }
+    }
+    let stat = std::str::from_utf8(&buf[..len]).ok()?;
     // The command name (field 2) may contain spaces and parentheses: count after the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(17)?.parse().ok()
@@ -685,7 +757,10 @@ pub fn wait_with_io(
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(SysError::Io("waitid".into(), e)),
         }
-        wait_readable(exited.as_ref(), tick);
+        if wait_readable(exited.as_ref(), tick) {
+            // It exited (the pidfd is readable): reap it, no idle check needed.
+            continue;
+        }
         let Some(limit) = idle else { continue };
         let now_io = group_io(pid);
         if now_io != last_io {
@@ -737,16 +812,21 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
-fn wait_readable(fd: Option<&OwnedFd>, timeout: Duration) {
+/// Wait until `fd` (a pidfd) is readable or `timeout` passed; true if it is readable.
+/// Without a pidfd, sleep a short while and say false.
+fn wait_readable(fd: Option<&OwnedFd>, timeout: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     match fd {
         Some(fd) => {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
             let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
                 .unwrap_or(PollTimeout::NONE);
-            let _ = poll(&mut fds, ms);
+            matches!(poll(&mut fds, ms), Ok(n) if n > 0)
         }
-        None => std::thread::sleep(timeout.min(Duration::from_millis(100))),
+        None => {
+            std::thread::sleep(timeout.min(Duration::from_millis(100)));
+            false
+        }
     }
 }
 

@@ -31,21 +31,36 @@ pub struct GroupEntry {
 pub const PASSWD: &str = "/etc/passwd";
 pub const GROUP: &str = "/etc/group";
 
-/// Parse passwd text; malformed lines are skipped.
-pub fn parse_passwd(text: &str) -> Vec<Entry> {
+/// The fields of a `:`-separated line if it has exactly `N` of them (no allocation).
+fn fields<const N: usize>(line: &str) -> Option<[&str; N]> {
+    let mut out = [""; N];
+    let mut parts = line.split(':');
+    for field in &mut out {
+        *field = parts.next()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// Lines that are entries: not comments, not NIS `+`/`-` compat entries.
+fn entry_lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with('+') && !l.starts_with('-'))
+}
+
+/// Parse passwd text; malformed lines are skipped.
+pub fn parse_passwd(text: &str) -> Vec<Entry> {
+    entry_lines(text)
         .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() != 7 || f[0].is_empty() {
+            let [name, _, uid, gid, _, home, shell] = fields::<7>(l)?;
+            if name.is_empty() {
                 return None;
             }
             Some(Entry {
-                name: f[0].to_string(),
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: PathBuf::from(f[5]),
-                shell: f[6].to_string(),
+                name: name.to_string(),
+                uid: uid.parse().ok()?,
+                gid: gid.parse().ok()?,
+                home: PathBuf::from(home),
+                shell: shell.to_string(),
             })
         })
         .collect()
@@ -53,17 +68,16 @@ pub fn parse_passwd(text: &str) -> Vec<Entry> {
 
 /// Parse group text; malformed lines are skipped.
 pub fn parse_group(text: &str) -> Vec<GroupEntry> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with('+') && !l.starts_with('-'))
+    entry_lines(text)
         .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() != 4 || f[0].is_empty() {
+            let [name, _, gid, members] = fields::<4>(l)?;
+            if name.is_empty() {
                 return None;
             }
             Some(GroupEntry {
-                name: f[0].to_string(),
-                gid: f[2].parse().ok()?,
-                members: f[3]
+                name: name.to_string(),
+                gid: gid.parse().ok()?,
+                members: members
                     .split(',')
                     .filter(|m| !m.is_empty())
                     .map(str::to_string)
@@ -130,6 +144,23 @@ mod tests {
         bob:x:1001:100::/home/bob:/bin/sh\n";
     const GROUP_TEXT: &str =
         "root:x:0:\nalice:x:1000:\nusers:x:100:\nbackup:x:34:alice,bob\nstaff:x:50:bob\n";
+
+    #[test]
+    fn a_line_needs_exactly_its_number_of_fields() {
+        assert_eq!(parse_passwd("a:x:1:2:g:/h\n").len(), 0);
+        assert_eq!(parse_passwd("a:x:1:2:g:/h:/s:extra\n").len(), 0);
+        assert_eq!(parse_passwd(":x:1:2:g:/h:/s\n").len(), 0);
+        assert_eq!(parse_passwd("a:x:one:2:g:/h:/s\n").len(), 0);
+        assert_eq!(
+            parse_passwd("+a:x:1:2:g:/h:/s\n-b:x:1:2:g:/h:/s\n").len(),
+            0
+        );
+        assert_eq!(parse_passwd("a:x:1:2::/h:\n")[0].shell, "");
+        assert_eq!(parse_group("g:x:5\n").len(), 0);
+        assert_eq!(parse_group("g:x:5:a:b\n").len(), 0);
+        assert_eq!(parse_group("g:x:5:\n")[0].members, Vec::<String>::new());
+        assert_eq!(parse_group("g:x:5:a,,b\n")[0].members, ["a", "b"]);
+    }
 
     #[test]
     fn entries_and_groups_parse_like_getpwnam() {

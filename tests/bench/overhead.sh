@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
-# rshell's own start-to-exec cost (issue 7), compared with /bin/true and Debian's rrsync.
+# rshell's own start-to-exec cost (issues 7 and 13), compared with /bin/true and Debian's rrsync.
 #
 #   tests/bench/overhead.sh BINARY [ITERATIONS]     (as root; builds nothing; default 300)
+#   BASELINE=OLD_BINARY tests/bench/overhead.sh BINARY [ITERATIONS]
 #
 # A tiny C harness (compiled here with cc into a temp dir) fork/execs each variant with a
 # fixed environment, stdin from /dev/null, stdout/stderr to /dev/null, waits with wait4
-# and records wall time (CLOCK_MONOTONIC) and max resident set size. Variants run
-# interleaved (round-robin, rotating start) so drift hits them all alike. rshell runs in
-# standalone forced-command mode with `rsync = "/bin/true"` (e2e-notes: "measure a
-# wrapper's start-up by pointing the configured rsync at /bin/true"), so a run is the
-# whole pipeline — config checks and parse, passwd lookup, split, parse, decide, root
-# lock, syslog record, Landlock (when on), exec — minus rsync itself.
+# and records wall time (CLOCK_MONOTONIC), CPU time (user + system, of the process and of
+# what it waited for) and max resident set size. Variants run interleaved (round-robin,
+# rotating start) so drift hits them all alike. rshell runs in standalone forced-command
+# mode with `rsync = "/bin/true"` (e2e-notes: "measure a wrapper's start-up by pointing the
+# configured rsync at /bin/true"), so a run is the whole pipeline — config checks and
+# parse, passwd lookup, split, parse, decide, root lock, syslog record, Landlock (when on),
+# exec — minus rsync itself. Variants:
+#   auto/off       confine = "auto" (Landlock) or "off"
+#   log/nolog      log_outcome; with either (the default idle timeout needs a parent too)
+#                  rshell forks, waits for rsync (and records the outcome)
+#   inplace        log_outcome = false, timeout = 0: rshell execs rsync in place, no fork
+#   log-rsync      as auto-log, with `rsync` a no-op built here and shaped like Debian's
+#                  rsync 3.5.0 for rshell's feature scan (rsync/version.rs: the `--version`
+#                  string and option names in a 62 KB .rodata, 587 KB in all); /bin/true
+#                  (35 KB, not rsync) does not show what reading the rsync binary costs;
+#                  its overhead is reported against that no-op run alone
+#   probe          the client's `true` connectivity probe (no exec)
+# With BASELINE set, every rshell variant also runs with that binary (`base-` prefix), in
+# the same interleaved rounds: a before/after comparison that holds on a busy machine.
 # The harness runs in a private mount namespace with its own datagram socket bind-mounted
 # over /dev/log (a placeholder /dev/log is created only if absent, removed on exit), so the
 # syslog records cost what they cost on a real server; it counts the records it received.
+# The configs live in a fresh directory under /run (a trusted config needs directories that
+# are root's alone up to /); /etc/rshell.toml is neither read nor touched.
 set -euo pipefail
 
-bin=${1:?usage: $0 BINARY [ITERATIONS]}
+bin=${1:?usage: [BASELINE=OLD_BINARY] $0 BINARY [ITERATIONS]}
 iterations=${2:-300}
 bin=$(readlink -f "$bin")
 [ -x "$bin" ] || { echo "not executable: $bin" >&2; exit 2; }
+base=${BASELINE:-}
+if [ -n "$base" ]; then
+  base=$(readlink -f "$base")
+  [ -x "$base" ] || { echo "not executable: $base" >&2; exit 2; }
+fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root (the config must be root-owned; /dev/log is bind-mounted)" >&2; exit 2; }
 command -v cc >/dev/null || { echo "needs cc" >&2; exit 2; }
 rrsync=/usr/bin/rrsync
@@ -41,23 +62,34 @@ fi
 
 mkdir -p "$tmp/root/dest" "$tmp/etc"
 chmod 755 "$tmp/etc"
+config() { # NAME RSYNC CONFINE LOG_OUTCOME [EXTRA LINE]
+  printf 'version = 1\n[defaults]\nrsync = "%s"\nconfine = "%s"\nlog_outcome = %s\n%s' \
+    "$2" "$3" "$4" "${5:+$5
+}" > "$tmp/etc/$1.toml"
+  chmod 644 "$tmp/etc/$1.toml"
+}
 for confine in auto off; do
   for log in true false; do
-    cat > "$tmp/etc/$confine-$log.toml" <<EOF
-version = 1
-[defaults]
-rsync = "/bin/true"
-confine = "$confine"
-log_outcome = $log
-EOF
-    chmod 644 "$tmp/etc/$confine-$log.toml"
+    config "$confine-$log" /bin/true "$confine" "$log"
   done
+  config "$confine-inplace" /bin/true "$confine" false 'timeout = 0'
 done
+config auto-true-rsync "$tmp/rsync-shaped" auto true
+
+# A no-op shaped like Debian's rsync 3.5.0 for rshell's feature scan (rsync/version.rs).
+cat > "$tmp/rsync-shaped.c" <<'EOF'
+static const char *const volatile names[] = {"%s  version %s  protocol version %d%s",
+                                             "confine-root", "no-drop-D", "delete-during"};
+static const char rodata[61440] = {1};
+char volatile data[512000] = {1};
+int main(int argc, char **argv) { return names[0][0] == rodata[argc] + data[argc]; }
+EOF
+cc -O2 -o "$tmp/rsync-shaped" "$tmp/rsync-shaped.c"
 
 cat > "$tmp/harness.c" <<'EOF'
 /* harness ITER LOGSOCK  NAME [K=V...] -- PROG ARGS... [:: NAME ...]
  * Interleaved fork/exec/wait4 timing; prints one line per variant:
- * name median_us p10_us p90_us mean_us maxrss_kb_median failures */
+ * name median_us p10_us p90_us mean_us maxrss_kb_median failures cpu_median_us */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -72,7 +104,7 @@ cat > "$tmp/harness.c" <<'EOF'
 #include <time.h>
 #include <unistd.h>
 
-typedef struct { char *name; char **env; char **argv; double *us; long *rss; int fails; } variant;
+typedef struct { char *name; char **env; char **argv; double *us; double *cpu; long *rss; int fails; } variant;
 
 static int cmp_d(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return (x > y) - (x < y); }
 static int cmp_l(const void *a, const void *b) { long x = *(long *)a, y = *(long *)b; return (x > y) - (x < y); }
@@ -83,8 +115,8 @@ int main(int argc, char **argv) {
   if (argc < 5) { fprintf(stderr, "usage\n"); return 2; }
   int iter = atoi(argv[1]);
   const char *logsock = argv[2];
-  variant v[32]; int nv = 0;
-  for (int i = 3; i < argc && nv < 32;) {
+  variant v[64]; int nv = 0;
+  for (int i = 3; i < argc && nv < 64;) {
     variant *x = &v[nv++];
     x->name = argv[i++];
     x->env = &argv[i];
@@ -94,7 +126,8 @@ int main(int argc, char **argv) {
     x->argv = &argv[i];
     while (i < argc && strcmp(argv[i], "::")) i++;
     if (i < argc) argv[i++] = NULL;
-    x->us = calloc(iter, sizeof(double)); x->rss = calloc(iter, sizeof(long)); x->fails = 0;
+    x->us = calloc(iter, sizeof(double)); x->cpu = calloc(iter, sizeof(double));
+    x->rss = calloc(iter, sizeof(long)); x->fails = 0;
   }
   int s = -1;
   if (strcmp(logsock, "-")) {
@@ -122,6 +155,7 @@ int main(int argc, char **argv) {
       clock_gettime(CLOCK_MONOTONIC, &t1);
       x->us[r] = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
       x->rss[r] = ru.ru_maxrss;
+      x->cpu[r] = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
       if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) x->fails++;
       drain(s);
     }
@@ -130,8 +164,9 @@ int main(int argc, char **argv) {
     variant *x = &v[k]; double sum = 0;
     for (int r = 0; r < iter; r++) sum += x->us[r];
     qsort(x->us, iter, sizeof(double), cmp_d); qsort(x->rss, iter, sizeof(long), cmp_l);
-    printf("%s %.1f %.1f %.1f %.1f %ld %d\n", x->name, x->us[iter / 2], x->us[iter / 10], x->us[iter * 9 / 10],
-           sum / iter, x->rss[iter / 2], x->fails);
+    qsort(x->cpu, iter, sizeof(double), cmp_d);
+    printf("%s %.1f %.1f %.1f %.1f %ld %d %.0f\n", x->name, x->us[iter / 2], x->us[iter / 10], x->us[iter * 9 / 10],
+           sum / iter, x->rss[iter / 2], x->fails, x->cpu[iter / 2]);
   }
   printf("syslog-records %ld\n", drained);
   return 0;
@@ -141,28 +176,44 @@ cc -O2 -o "$tmp/harness" "$tmp/harness.c"
 
 push='rsync --server -logDtpre.iLsfxCIvu . dest/'
 env_base=(PATH=/usr/bin:/bin HOME=/root USER=root LOGNAME=root "SSH_CONNECTION=127.0.0.1 50000 127.0.0.1 22")
-variants=(
-  true "${env_base[@]}" -- /bin/true ::
-  rshell-auto-log "${env_base[@]}" "SSH_ORIGINAL_COMMAND=$push" -- "$bin" --config "$tmp/etc/auto-true.toml" "$tmp/root" ::
-  rshell-auto-nolog "${env_base[@]}" "SSH_ORIGINAL_COMMAND=$push" -- "$bin" --config "$tmp/etc/auto-false.toml" "$tmp/root" ::
-  rshell-off-log "${env_base[@]}" "SSH_ORIGINAL_COMMAND=$push" -- "$bin" --config "$tmp/etc/off-true.toml" "$tmp/root" ::
-  rshell-off-nolog "${env_base[@]}" "SSH_ORIGINAL_COMMAND=$push" -- "$bin" --config "$tmp/etc/off-false.toml" "$tmp/root" ::
-  rshell-probe "${env_base[@]}" "SSH_ORIGINAL_COMMAND=true" -- "$bin" --config "$tmp/etc/off-false.toml" "$tmp/root"
+rshell_variants=( # name config command
+  rshell-auto-log auto-true "$push"
+  rshell-auto-nolog auto-false "$push"
+  rshell-off-log off-true "$push"
+  rshell-off-nolog off-false "$push"
+  rshell-auto-inplace auto-inplace "$push"
+  rshell-off-inplace off-inplace "$push"
+  rshell-auto-log-rsync auto-true-rsync "$push"
+  rshell-probe off-false true
 )
+variants=(true "${env_base[@]}" -- /bin/true :: rsync-shaped "${env_base[@]}" -- "$tmp/rsync-shaped")
+for prefix in "" ${base:+base-}; do
+  exe=$bin
+  [ -n "$prefix" ] && exe=$base
+  for ((i = 0; i < ${#rshell_variants[@]}; i += 3)); do
+    variants+=(:: "$prefix${rshell_variants[i]}" "${env_base[@]}" "SSH_ORIGINAL_COMMAND=${rshell_variants[i + 2]}"
+      -- "$exe" --config "$tmp/etc/${rshell_variants[i + 1]}.toml" "$tmp/root")
+  done
+done
 [ -n "$rrsync" ] && variants+=(:: rrsync-probe "${env_base[@]}" "SSH_ORIGINAL_COMMAND=true" -- "$rrsync" "$tmp/root")
 
 # Sanity: every rshell variant must really be allowed (exit 0), not refused quickly.
-for cfg in auto-true off-false; do
-  if ! env -i "${env_base[@]}" "SSH_ORIGINAL_COMMAND=$push" "$bin" --config "$tmp/etc/$cfg.toml" "$tmp/root" </dev/null >/dev/null 2>"$tmp/err"; then
-    echo "rshell refused the benchmark request ($cfg):" >&2; cat "$tmp/err" >&2; exit 1
-  fi
+for exe in "$bin" ${base:+"$base"}; do
+  for cfg in auto-true off-false auto-inplace off-inplace auto-true-rsync; do
+    if ! env -i "${env_base[@]}" "SSH_ORIGINAL_COMMAND=$push" "$exe" --config "$tmp/etc/$cfg.toml" "$tmp/root" </dev/null >/dev/null 2>"$tmp/err"; then
+      echo "$exe refused the benchmark request ($cfg):" >&2; cat "$tmp/err" >&2; exit 1
+    fi
+  done
 done
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "running $iterations interleaved iterations of each variant..." >&2
 unshare -m --propagation private "$tmp/harness" "$iterations" "$tmp/log" "${variants[@]}" > "$tmp/results"
 
 median() { awk -v n="$1" '$1 == n { print $2 }' "$tmp/results"; }
+cpu() { awk -v n="$1" '$1 == n { print $8 }' "$tmp/results"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", a - b }'; }
 
 echo
 echo "host: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
@@ -171,26 +222,47 @@ echo "  size: $(stat -c %s "$bin") bytes ($(( $(stat -c %s "$bin") / 1024 )) KiB
 if command -v strip >/dev/null; then
   cp "$bin" "$tmp/stripped" && strip "$tmp/stripped" && echo "  stripped: $(stat -c %s "$tmp/stripped") bytes"
 fi
+[ -n "$base" ] && echo "baseline: $base ($(stat -c %s "$base") bytes)"
 echo "LSMs: $(cat /sys/kernel/security/lsm 2>/dev/null || echo unknown)"
+echo "load average before the run: $load"
 echo
-printf '%-20s %10s %10s %10s %10s %12s %6s\n' variant median_us p10_us p90_us mean_us maxrss_KiB fails
-grep -v '^syslog-records' "$tmp/results" | while read -r name med p10 p90 mean rss fails; do
-  printf '%-20s %10s %10s %10s %10s %12s %6s\n' "$name" "$med" "$p10" "$p90" "$mean" "$rss" "$fails"
+printf '%-26s %10s %10s %10s %10s %8s %12s %6s\n' variant median_us p10_us p90_us mean_us cpu_us maxrss_KiB fails
+grep -v '^syslog-records' "$tmp/results" | while read -r name med p10 p90 mean rss fails cpu; do
+  printf '%-26s %10s %10s %10s %10s %8s %12s %6s\n' "$name" "$med" "$p10" "$p90" "$mean" "$cpu" "$rss" "$fails"
 done
 echo "$(awk '/^syslog-records/ { print $2 }' "$tmp/results") syslog records received over the private /dev/log"
 
-t=$(median true)
 echo
-echo "=== summary (medians of $iterations interleaved runs)"
-echo "/bin/true alone:                      $t µs"
-for v in rshell-auto-log rshell-auto-nolog rshell-off-log rshell-off-nolog rshell-probe; do
-  m=$(median "$v")
-  printf '%-37s %s µs  (%sx /bin/true, +%s µs)\n' "$v:" "$m" "$(ratio "$m" "$t")" "$(awk -v a="$m" -v b="$t" 'BEGIN { printf "%.0f", a - b }')"
+echo "=== summary (medians of $iterations interleaved runs: wall time, and CPU time in brackets;"
+echo "    each rshell variant against the program it execs: /bin/true, or the rsync-shaped no-op)"
+echo "/bin/true alone:                       $(median true) µs  [cpu $(cpu true) µs]"
+echo "rsync-shaped no-op alone:              $(median rsync-shaped) µs  [cpu $(cpu rsync-shaped) µs]"
+for ((i = 0; i < ${#rshell_variants[@]}; i += 3)); do
+  for prefix in "" ${base:+base-}; do
+    v=$prefix${rshell_variants[i]}
+    alone=true
+    [ "${rshell_variants[i]}" = rshell-auto-log-rsync ] && alone=rsync-shaped
+    m=$(median "$v")
+    t=$(median "$alone")
+    printf '%-38s %s µs  (%sx %s, %s µs)  [cpu %s µs]\n' "$v:" "$m" "$(ratio "$m" "$t")" "$alone" \
+      "$(minus "$m" "$t")" "$(minus "$(cpu "$v")" "$(cpu "$alone")")"
+  done
 done
+t=$(median true)
+if [ -n "$base" ]; then
+  echo
+  echo "=== BINARY minus BASELINE, same rounds (negative: BINARY is faster)"
+  for ((i = 0; i < ${#rshell_variants[@]}; i += 3)); do
+    v=${rshell_variants[i]}
+    printf '%-38s wall %s µs, cpu %s µs\n' "$v:" "$(minus "$(median "$v")" "$(median "base-$v")")" \
+      "$(minus "$(cpu "$v")" "$(cpu "base-$v")")"
+  done
+fi
 if [ -n "$rrsync" ]; then
   r=$(median rrsync-probe)
-  printf '%-37s %s µs  (%sx /bin/true)\n' "rrsync-probe (python3):" "$r" "$(ratio "$r" "$t")"
-  echo "rrsync-probe / rshell-probe:          $(ratio "$r" "$(median rshell-probe)")x"
+  echo
+  printf '%-38s %s µs  (%sx /bin/true)\n' "rrsync-probe (python3):" "$r" "$(ratio "$r" "$t")"
+  echo "rrsync-probe / rshell-probe:           $(ratio "$r" "$(median rshell-probe)")x"
   echo "rrsync-probe / rshell-auto-log (full): $(ratio "$r" "$(median rshell-auto-log)")x"
 fi
 echo "max RSS (median, KiB): rshell $(awk '$1 == "rshell-auto-log" { print $6 }' "$tmp/results"), /bin/true $(awk '$1 == "true" { print $6 }' "$tmp/results")${rrsync:+, rrsync $(awk '$1 == "rrsync-probe" { print $6 }' "$tmp/results")}"

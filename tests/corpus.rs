@@ -39,23 +39,10 @@ fn bytes(spelled: &str) -> Vec<u8> {
     out
 }
 
-/// The secluded words of a stdin column (`rsync\0.\0dest/\0\0`) as bytes: the words after
-/// the leading `rsync` (as `secluded::read_words` returns them), terminator dropped.
+/// The secluded words of a stdin column (`rsync\0.\0dest/\0\0`) as bytes (`\xNN` decoded),
+/// read by the same function as `rshell --test --secluded`.
 fn secluded_words(spelled: &str) -> Vec<Vec<u8>> {
-    let spelled = bytes(spelled);
-    let mut words: Vec<Vec<u8>> = Vec::new();
-    let mut rest = spelled.as_slice();
-    while let Some(at) = rest.windows(2).position(|w| w == b"\\0") {
-        words.push(rest[..at].to_vec());
-        rest = &rest[at + 2..];
-    }
-    words.push(rest.to_vec());
-    while words.last().is_some_and(|w| w.is_empty()) {
-        words.pop();
-    }
-    assert_eq!(words.first().map(Vec::as_slice), Some(&b"rsync"[..]));
-    words.remove(0);
-    words
+    rshell::admin::report::secluded_words(&bytes(spelled)).expect("words start with rsync")
 }
 
 #[test]

@@ -19,7 +19,9 @@ use crate::{evaluate, Evaluation, Failure, Form, Input, EXIT_CONFIG, EXIT_DENIED
 
 /// The words of `--secluded`: `\0`-separated, starting with `rsync`, optionally ending
 /// with the empty terminator. Bytes, as a client sends them (a Latin-1 name's `\xe9`).
-fn secluded_words(spelled: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+/// Returns the words after `rsync`, as `secluded::read_words` does (the tests spell
+/// their secluded words the same way and read them with this function).
+pub fn secluded_words(spelled: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut words: Vec<Vec<u8>> = Vec::new();
     let mut rest = spelled;
     while let Some(at) = rest.windows(2).position(|w| w == b"\\0") {

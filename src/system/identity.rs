@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::system::passwd::{self, Entry};
@@ -356,13 +355,9 @@ pub fn run(how: &Lookup, db: &str, keys: &[String], cap: usize) -> Result<Output
     // Output is complete (EOF); wait for the exit, still within the deadline.
     let mut pause = Duration::from_micros(50);
     loop {
-        match waitid(
-            Id::Pid(pid),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
-        ) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(_) => break,
-            Err(Errno::EINTR) => continue,
+        match super::has_exited(pid) {
+            Ok(false) => {}
+            Ok(true) => break,
             Err(e) => {
                 end(&mut child);
                 return Err(fail(format!("waitid: {e}")));

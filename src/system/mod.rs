@@ -740,7 +740,7 @@ pub fn wait_with_io(
     io_file: Option<std::fs::File>,
     idle: Option<Duration>,
 ) -> Result<Ended, SysError> {
-    use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+    use nix::sys::wait::{waitpid, WaitStatus};
     let child = nix::unistd::Pid::from_raw(pid);
     let exited = pidfd_open(pid);
     let mut last_io = None;
@@ -748,14 +748,8 @@ pub fn wait_with_io(
     let mut idle_killed = false;
     let tick = Duration::from_millis(500);
     loop {
-        match waitid(
-            Id::Pid(child),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
-        ) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(_) => break,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(SysError::Io("waitid".into(), e)),
+        if has_exited(child).map_err(|e| SysError::Io("waitid".into(), e))? {
+            break;
         }
         if wait_readable(exited.as_ref(), tick) {
             // It exited (the pidfd is readable): reap it, no idle check needed.
@@ -800,6 +794,23 @@ fn kill_group(pgid: i32, signal: nix::sys::signal::Signal) {
 
 /// A descriptor that becomes readable when `pid` exits (Linux 5.3+), so the wait wakes at
 /// once instead of at the next tick.
+/// Whether the child `pid` has exited, without reaping it (`WNOWAIT`: the caller reaps it
+/// and reads its status once), retrying on EINTR.
+pub fn has_exited(pid: nix::unistd::Pid) -> Result<bool, Errno> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    loop {
+        match waitid(
+            Id::Pid(pid),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
+        ) {
+            Ok(WaitStatus::StillAlive) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1; the
     // returned descriptor is owned by nothing else, so wrapping it in OwnedFd is sound.

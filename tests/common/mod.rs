@@ -15,18 +15,10 @@ use rshell::system::Account;
 use rshell::{decide_command, decide_secluded, Failure, Form, Input};
 
 /// The secluded words as a corpus line spells them (`rsync\0.\0dest/\0\0`): the words
-/// after the leading `rsync` (as `secluded::read_words` returns them), terminator dropped.
+/// after the leading `rsync` (as `secluded::read_words` returns them), terminator dropped;
+/// read by the same function as `rshell --test --secluded`.
 pub fn secluded_words(spelled: &str) -> Vec<Vec<u8>> {
-    let mut words: Vec<Vec<u8>> = spelled
-        .split("\\0")
-        .map(|w| w.as_bytes().to_vec())
-        .collect();
-    while words.last().is_some_and(|w| w.is_empty()) {
-        words.pop();
-    }
-    assert_eq!(words.first().map(Vec::as_slice), Some(&b"rsync"[..]));
-    words.remove(0);
-    words
+    rshell::admin::report::secluded_words(spelled.as_bytes()).expect("words start with rsync")
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -1549,7 +1549,7 @@ fn check_case(case: &Case, setting: &str) -> Outcome {
         .violations
         .iter()
         .cloned()
-        .partition(|v| old_rsync_under_landlock && v.contains(") = -1 E"));
+        .partition(|v| old_rsync_under_landlock && v.contains("= -1 E"));
     failures.extend(escaped);
     let Some(exec_argv) = &a.exec_argv else {
         failures.push(format!("rsync never ran ({})", client()));

@@ -8,6 +8,7 @@
 #      LD_AUDIT and NSS modules never run in rshell);
 #   4. the end-to-end suite through a private sshd on 127.0.0.1 with real accounts, rsync
 #      and rsnapshot, twice (the machine's rsync, then Debian 12's 3.2.7 as the server's);
+#      the path differential (tests/paths.rs) again with that 3.2.7 as the server's rsync;
 #      the load and fault suite (50 concurrent clients, killed clients and
 #      servers, a full file system, a missing or stalled syslog, a replaced policy, ...);
 #      and the Debian package build/install/purge check.

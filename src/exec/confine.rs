@@ -126,6 +126,18 @@ impl Ruleset {
         extra_read: &[PathBuf],
         keep: bool,
     ) -> (Ruleset, Vec<Opened>) {
+        let mut ruleset = Ruleset::with_root(root, access);
+        let mut seen = Vec::new();
+        let mut opened = Vec::new();
+        for (slot, path) in candidates(rsync, extra_read) {
+            let list = ruleset.slot(slot);
+            push_existing(list, &mut seen, keep.then_some(&mut opened), path);
+        }
+        (ruleset, opened)
+    }
+
+    /// A ruleset holding only the root's rule.
+    fn with_root(root: &Path, access: Access) -> Ruleset {
         let mut ruleset = Ruleset {
             read_write: Vec::new(),
             read_only: Vec::new(),
@@ -136,25 +148,15 @@ impl Ruleset {
             Access::ReadOnly => ruleset.read_only.push(root.to_path_buf()),
             Access::ReadWrite | Access::WriteOnly => ruleset.read_write.push(root.to_path_buf()),
         }
-        let mut seen = Vec::new();
-        let mut opened = Vec::new();
-        let mut push = |list: &mut Vec<PathBuf>, path: &Path| {
-            push_existing(list, &mut seen, keep.then_some(&mut opened), path)
-        };
-        push(&mut ruleset.read_exec, rsync);
-        for dir in LIBRARY_DIRS {
-            push(&mut ruleset.read_exec, Path::new(dir));
+        ruleset
+    }
+
+    fn slot(&mut self, slot: Slot) -> &mut Vec<PathBuf> {
+        match slot {
+            Slot::ReadExec => &mut self.read_exec,
+            Slot::ReadOnly => &mut self.read_only,
+            Slot::Devices => &mut self.devices,
         }
-        for path in SYSTEM_READ_PATHS {
-            push(&mut ruleset.read_only, Path::new(path));
-        }
-        for path in extra_read {
-            push(&mut ruleset.read_only, path);
-        }
-        for device in DEVICES {
-            push(&mut ruleset.devices, Path::new(device));
-        }
-        (ruleset, opened)
     }
 
     /// One line per rule, e.g. `rw /srv/backup/amanda`, for `--test` output and syslog.
@@ -189,6 +191,33 @@ impl Ruleset {
 /// open fails for another reason than the path's absence (too many descriptors, say), and
 /// without `opened`, one `stat` decides as it always did (the rule's path is then opened by
 /// name when the ruleset is applied).
+/// Which list of a [`Ruleset`] a system path's rule goes to.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    ReadExec,
+    ReadOnly,
+    Devices,
+}
+
+/// The system paths rsync may use besides the root, in rule order: the binary and the
+/// library directories (read and execute), the system files it reads and the extra read
+/// paths (read), the devices. The one list of them; missing paths, and paths whose inode
+/// an earlier one already covers, get no rule of their own.
+fn candidates<'a>(
+    rsync: &'a Path,
+    extra_read: &'a [PathBuf],
+) -> impl Iterator<Item = (Slot, &'a Path)> {
+    std::iter::once((Slot::ReadExec, rsync))
+        .chain(LIBRARY_DIRS.iter().map(|d| (Slot::ReadExec, Path::new(*d))))
+        .chain(
+            SYSTEM_READ_PATHS
+                .iter()
+                .map(|p| (Slot::ReadOnly, Path::new(*p))),
+        )
+        .chain(extra_read.iter().map(|p| (Slot::ReadOnly, p.as_path())))
+        .chain(DEVICES.iter().map(|d| (Slot::Devices, Path::new(*d))))
+}
+
 fn push_existing(
     list: &mut Vec<PathBuf>,
     seen: &mut Vec<(u64, u64)>,
@@ -630,42 +659,21 @@ const FILE_RIGHTS: BitFlags<AccessFs> = landlock::make_bitflags!(AccessFs::{
 mod tests {
     use super::*;
 
-    /// The ruleset as it was built before the descriptors were kept: one `stat` per path.
+    /// The same candidates identified by name, as before the descriptors were kept: one
+    /// `stat` per path (the oracle for the open-once identification).
     fn by_stat(root: &Path, access: Access, rsync: &Path, extra_read: &[PathBuf]) -> Ruleset {
         use std::os::unix::fs::MetadataExt;
-        let mut ruleset = Ruleset {
-            read_write: Vec::new(),
-            read_only: Vec::new(),
-            read_exec: Vec::new(),
-            devices: Vec::new(),
-        };
-        match access {
-            Access::ReadOnly => ruleset.read_only.push(root.to_path_buf()),
-            Access::ReadWrite | Access::WriteOnly => ruleset.read_write.push(root.to_path_buf()),
-        }
+        let mut ruleset = Ruleset::with_root(root, access);
         let mut seen = Vec::new();
-        let mut push = |list: &mut Vec<PathBuf>, path: &Path| {
+        for (slot, path) in candidates(rsync, extra_read) {
             let Ok(meta) = std::fs::metadata(path) else {
-                return;
+                continue;
             };
             let id = (meta.dev(), meta.ino());
             if !seen.contains(&id) {
                 seen.push(id);
-                list.push(path.to_path_buf());
+                ruleset.slot(slot).push(path.to_path_buf());
             }
-        };
-        push(&mut ruleset.read_exec, rsync);
-        for dir in LIBRARY_DIRS {
-            push(&mut ruleset.read_exec, Path::new(dir));
-        }
-        for path in SYSTEM_READ_PATHS {
-            push(&mut ruleset.read_only, Path::new(path));
-        }
-        for path in extra_read {
-            push(&mut ruleset.read_only, path);
-        }
-        for device in DEVICES {
-            push(&mut ruleset.devices, Path::new(device));
         }
         ruleset
     }

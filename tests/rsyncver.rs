@@ -260,8 +260,11 @@ fn without_drop_d_only_uid_0_pushes_that_preserve_devices_are_refused() {
 }
 
 /// What recognising the rsync costs a connection (rshell is a new process each time, so
-/// the per-process cache does not help it): read and scan /usr/bin/rsync uncached.
+/// the per-process cache does not help it): read and scan /usr/bin/rsync uncached. A
+/// benchmark, not a timed test: it prints the median
+/// (`cargo test --release --test rsyncver -- --ignored scanning --nocapture`).
 #[test]
+#[ignore = "benchmark: run with --ignored"]
 fn scanning_the_rsync_binary_costs_well_under_a_millisecond_or_so() {
     if !common::needs("rsync", common::program("/usr/bin/rsync")) {
         return;
@@ -280,5 +283,4 @@ fn scanning_the_rsync_binary_costs_well_under_a_millisecond_or_so() {
     eprintln!(
         "rsyncver: reading and scanning /usr/bin/rsync ({size} bytes), median of 200: {median:?}"
     );
-    assert!(median < Duration::from_millis(20), "{median:?}");
 }

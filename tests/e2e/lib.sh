@@ -347,3 +347,17 @@ start_private_sshd() {
   cat "$WORK/sshd.log" >&2
   die "private sshd did not start"
 }
+
+# reclaim_leftover_accounts USER...: remove test accounts a crashed earlier run left behind
+# (their processes too); refuse to touch an account that exists without our GECOS marker.
+reclaim_leftover_accounts() {
+  local u p
+  for u in "$@"; do
+    getent passwd "$u" >/dev/null || continue
+    [ "$(getent passwd "$u" | cut -d: -f5)" = "$MARKER_GECOS" ] ||
+      die "account $u exists and is not a test account (GECOS is not $MARKER_GECOS): not touching it"
+    note "removing leftover test account $u"
+    for p in $(pgrep -u "$u"); do kill -9 "$p" 2>/dev/null; done
+    userdel -r "$u" >/dev/null 2>&1 || userdel -r -f "$u" >/dev/null 2>&1
+  done
+}

@@ -123,12 +123,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- refuse to clobber anything that is not ours --------------------------------------------
-for u in "${ALL_USERS[@]}"; do
-  if getent passwd "$u" >/dev/null; then
-    [ "$(getent passwd "$u" | cut -d: -f5)" = "$MARKER_GECOS" ] ||
-      die "account $u exists and is not a test account (GECOS is not $MARKER_GECOS): not touching it"
-    note "removing leftover test account $u"
-    for p in $(pgrep -u "$u"); do kill -9 "$p" 2>/dev/null; done
+reclaim_leftover_accounts "${ALL_USERS[@]}"
     userdel -r "$u" >/dev/null 2>&1 || userdel -r -f "$u" >/dev/null 2>&1
   fi
 done

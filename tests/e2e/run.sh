@@ -104,14 +104,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- refuse to clobber anything that is not ours --------------------------------------------
-for u in "${USERS[@]}"; do
-  if getent passwd "$u" >/dev/null; then
-    [ "$(getent passwd "$u" | cut -d: -f5)" = "$MARKER_GECOS" ] ||
-      die "account $u exists and is not a test account (GECOS is not $MARKER_GECOS): not touching it"
-    note "removing leftover test account $u"
-    userdel -r "$u" >/dev/null 2>&1 || userdel -r -f "$u" >/dev/null 2>&1
-  fi
-done
+reclaim_leftover_accounts "${USERS[@]}"
 for d in "$E2E" "$ETCDIR" "$LIBEXEC"; do
   if [ -e "$d" ]; then
     [ -f "$d/.rshell-e2e" ] || die "$d exists and is not ours: not touching it"

@@ -1100,10 +1100,7 @@ fn f10a_a_stalled_client_loses_the_lock_after_the_idle_timeout() {
     }
     let _serial = serial();
     for (name, extra) in SETTINGS {
-        let site = new_site(&format!("timeout = 3\n{extra}"));
-        big_file(&site, 64);
-        let stalled = slow_push(&site, &[]);
-        stalled.signal(libc::SIGSTOP);
+        let (site, stalled) = stalled_push(&format!("timeout = 3\n{extra}"));
         let waited = second_writer(&site);
         assert!(
             waited >= Duration::from_secs(2),
@@ -1120,16 +1117,33 @@ fn f10a_a_stalled_client_loses_the_lock_after_the_idle_timeout() {
 
     // Twin: the same rsync server holding the same kind of lock (flock(1) on the root,
     // inherited by rsync) with no idle timeout keeps it while the client is stopped.
+    let (site, stalled) = stalled_plain_push();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!lock_free(&site.root), "twin: the lock was released");
+    assert!(!servers(&site.root).is_empty(), "twin: the server ended");
+    drop(stalled);
+}
+
+/// A slow push through rshell (policy `extra`) whose client is then stopped: the server
+/// side holds the root lock with nothing moving.
+fn stalled_push(extra: &str) -> (Site, Session) {
+    let site = new_site(extra);
+    big_file(&site, 64);
+    let stalled = slow_push(&site, &[]);
+    stalled.signal(libc::SIGSTOP);
+    (site, stalled)
+}
+
+/// The twin of [`stalled_push`]: plain rsync under flock(1) on the root (the same kind of
+/// lock, inherited by rsync), with no rshell around it.
+fn stalled_plain_push() -> (Site, Session) {
     let site = new_site("");
     big_file(&site, 64);
     let mut env = site.plain();
     env.push(("PLAIN_LOCK", site.root.display().to_string()));
     let stalled = slow_push(&site, &env_refs(&env));
     stalled.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(5));
-    assert!(!lock_free(&site.root), "twin: the lock was released");
-    assert!(!servers(&site.root).is_empty(), "twin: the server ended");
-    drop(stalled);
+    (site, stalled)
 }
 
 /// The server rsync that rshell (or flock) started: the one whose parent is not rsync.
@@ -1154,10 +1168,7 @@ fn f10b_killing_the_server_rsync_frees_the_lock() {
     }
     let _serial = serial();
     for (name, extra) in SETTINGS {
-        let site = new_site(extra);
-        big_file(&site, 64);
-        let stalled = slow_push(&site, &[]);
-        stalled.signal(libc::SIGSTOP);
+        let (site, stalled) = stalled_push(extra);
         let main = main_server(&site.root);
         assert_eq!(kill(main.pid, libc::SIGKILL), 0);
         let waited = second_writer(&site);
@@ -1171,12 +1182,7 @@ fn f10b_killing_the_server_rsync_frees_the_lock() {
     }
 
     // Twin: without the process-group cleanup the orphaned receiver keeps the lock.
-    let site = new_site("");
-    big_file(&site, 64);
-    let mut env = site.plain();
-    env.push(("PLAIN_LOCK", site.root.display().to_string()));
-    let stalled = slow_push(&site, &env_refs(&env));
-    stalled.signal(libc::SIGSTOP);
+    let (site, stalled) = stalled_plain_push();
     let main = main_server(&site.root);
     assert_eq!(kill(main.pid, libc::SIGKILL), 0);
     std::thread::sleep(Duration::from_secs(3));

@@ -395,6 +395,26 @@ fn lexically_outside(path: &str) -> Option<&'static str> {
 
 const CORPUS: &str = include_str!("corpus-verdicts.tsv");
 
+/// Paths of 1 to `max - 1` components, with or without a leading and a trailing `/`.
+fn slash_path(
+    component: impl Strategy<Value = &'static str>,
+    max: usize,
+) -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(component, 1..max),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(c, lead, trail)| {
+            format!(
+                "{}{}{}",
+                if lead { "/" } else { "" },
+                c.join("/"),
+                if trail { "/" } else { "" }
+            )
+        })
+}
+
 fn corpus_strings() -> Vec<String> {
     CORPUS
         .lines()
@@ -604,19 +624,7 @@ fn rsyncish() -> impl Strategy<Value = String> {
         "é",
         "new",
     ]);
-    let path = (
-        prop::collection::vec(component, 1..6),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(|(c, lead, trail)| {
-            format!(
-                "{}{}{}",
-                if lead { "/" } else { "" },
-                c.join("/"),
-                if trail { "/" } else { "" }
-            )
-        });
+    let path = slash_path(component, 6);
     let repathed = (
         prop::sample::select(corpus_strings()),
         prop::collection::vec(path, 1..3),
@@ -1118,19 +1126,7 @@ fn secluded_stream() -> impl Strategy<Value = Vec<u8>> {
         "dest", "data", "sub", "a.txt", "snap", "prev", "src dir", "..", ".", "", "out", "in", "*",
         "?", "[a-z]*", "d*", "o*", "~", "-x", "é", "new", "a b", "'q'",
     ]);
-    let path = (
-        prop::collection::vec(component, 1..5),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(|(c, lead, trail)| {
-            format!(
-                "{}{}{}",
-                if lead { "/" } else { "" },
-                c.join("/"),
-                if trail { "/" } else { "" }
-            )
-        });
+    let path = slash_path(component, 5);
     let realistic = (
         prop::collection::vec(option, 0..3),
         prop::collection::vec(path, 1..3),

@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use rshell::policy::Config;
 
+use common::time;
+
+mod common;
+
 /// Set in a child: load this main config once as a connection does and print the time
 /// taken, in ns.
 const COLD_VAR: &str = "RSHELL_BENCH_COLD";
@@ -100,37 +104,6 @@ fn cases() -> Vec<Case> {
             files: split,
         },
     ]
-}
-
-fn runs() -> usize {
-    std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(15)
-}
-
-/// Timings of one row.
-struct Timing {
-    median: Duration,
-    min: Duration,
-}
-
-/// Warm up once, then time `runs` calls of `f`.
-fn time(runs: usize, mut f: impl FnMut()) -> Timing {
-    f();
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    Timing {
-        median: times[times.len() / 2],
-        min: times[0],
-    }
 }
 
 /// What a connection does (pipeline's `load_policy`).
@@ -227,7 +200,7 @@ fn main() {
         println!("{}", start.elapsed().as_nanos());
         return;
     }
-    let runs = runs();
+    let runs = common::runs(15);
     let tree = Tree::new();
     println!(
         "rshell config benchmark: a connection (Config::load_for + policy_for), {runs} runs per row"

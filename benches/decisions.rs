@@ -7,98 +7,43 @@
 //! reported, never asserted: they depend on the machine.
 //!
 //! Environment: `BENCH_RUNS` (timed runs per row, default 9).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use rshell::policy::{Config, Policy};
 use rshell::system::Account;
 use rshell::{decide_command, Failure, Form, Input};
 
+use fixtures::{World, REFERENCE};
+
+mod common;
+/// The tests' fixtures: the same world and reference policy the corpus test decides with.
+#[path = "../tests/common/mod.rs"]
+#[allow(unsafe_code)]
+mod fixtures;
+
 /// The labelled corpus of tests/corpus.rs (label, command).
 const TABLE: &str = include_str!("../tests/corpus-verdicts.tsv");
-/// The reference policy of the corpus table (tests/common `REFERENCE`).
-const REFERENCE: &str = "version = 1\n[defaults]\nroot = \"ROOT\"\n";
 
-/// A throw-away directory tree shaped like tests/common `World`, removed on drop.
-struct World {
-    dir: PathBuf,
-    root: PathBuf,
-    home: PathBuf,
-}
-
-impl World {
-    fn new() -> World {
-        let dir = std::env::temp_dir().join(format!("rshell-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let root = dir.join("root");
-        let home = dir.join("home/alice");
-        for d in ["dest", "data/sub", "snap/prev", "src dir"] {
-            std::fs::create_dir_all(root.join(d)).expect("create bench root");
-        }
-        std::fs::write(root.join("data/a.txt"), "a").expect("write bench file");
-        std::fs::create_dir_all(&home).expect("create bench home");
-        World { dir, root, home }
-    }
-
-    fn account(&self) -> Account {
-        Account {
-            name: "alice".into(),
-            uid: 1000,
-            gid: 1000,
-            home: self.home.clone(),
-            groups: vec!["alice".into(), "backup".into()],
-        }
-    }
-
-    fn policy(&self) -> Policy {
-        let text = REFERENCE.replace("ROOT", self.root.to_str().expect("utf-8 temp dir"));
-        let cfg =
-            Config::parse(Path::new("/etc/rshell.toml"), &text).expect("reference config parses");
-        cfg.policy_for("alice", &["alice".into(), "backup".into()])
-            .expect("reference policy")
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
+/// The command-line rows of the corpus table: rows with secluded words on standard input
+/// (a third column) and hand-written raw-byte rows (`\xNN`) are tests/corpus.rs's alone.
 fn corpus() -> Vec<(bool, String)> {
     TABLE
         .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (label, command) = l.split_once('\t').expect("label<TAB>command");
-            (label == "allow", command.to_string())
+        .filter(|l| !l.starts_with('#') && !l.is_empty() && !l.contains("\\x"))
+        .filter_map(|l| match l.split('\t').collect::<Vec<_>>()[..] {
+            [label, command] => Some((label == "allow", command.to_string())),
+            _ => None,
         })
         .collect()
 }
 
-fn runs() -> usize {
-    std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(9)
-}
-
 /// Warm up once, then time `runs` calls of `f`; the median duration of one call.
-fn median_of(runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+fn median_of(runs: usize, f: impl FnMut()) -> Duration {
+    common::time(runs, f).median
 }
 
 /// Decide every command of `set` `passes` times; returns the number of allowed plans.
@@ -159,10 +104,10 @@ fn per_sec(count: usize, d: Duration) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful either.
-    let runs = runs();
-    let world = World::new();
-    let policy = world.policy();
-    let account = world.account();
+    let runs = common::runs(9);
+    let world = World::with_corpus_fixtures("bench");
+    let policy = world.policy(REFERENCE);
+    let account = fixtures::account(&world.home);
     let corpus = corpus();
     let all: Vec<&str> = corpus.iter().map(|(_, c)| c.as_str()).collect();
     let allow: Vec<&str> = corpus
@@ -231,7 +176,7 @@ fn main() {
     );
 
     // Config load (ownership checks, read, parse, validate) + policy resolution.
-    let dir = world.dir.join("etc");
+    let dir = world.dir.path().join("etc");
     std::fs::create_dir_all(&dir).expect("config dir");
     println!();
     println!(

@@ -5,8 +5,6 @@
 //! hand-written lines follow: a Latin-1 client's names, spelled `\xNN` for the raw byte.
 mod common;
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use common::{account, World, REFERENCE};
@@ -47,19 +45,7 @@ fn secluded_words(spelled: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn every_corpus_string_gets_its_labelled_verdict() {
-    let world = World::new("corpus");
-    // What the captured commands name and rsync needs to exist: temp dirs (rsync refuses a
-    // missing one) and server-side file lists.
-    for d in ["tmp/stage", "dest/stage", "remote", "srv/data"] {
-        std::fs::create_dir_all(world.root.join(d)).unwrap();
-    }
-    for f in ["remote/list.txt", "srv/list.txt", "srv/list0.txt"] {
-        std::fs::write(world.root.join(f), "a.txt\n").unwrap();
-    }
-    // The Latin-1 lines' names: a directory `caf\xe9/` holding `n\xff`.
-    let latin1 = world.root.join(OsStr::from_bytes(b"caf\xe9"));
-    std::fs::create_dir(&latin1).unwrap();
-    std::fs::write(latin1.join(OsStr::from_bytes(b"n\xff")), "x").unwrap();
+    let world = World::with_corpus_fixtures("corpus");
     let policy = world.policy(REFERENCE);
     let account = account(&world.home);
     let table = include_str!("corpus-verdicts.tsv");

@@ -89,6 +89,25 @@ impl World {
         World { dir, root, home }
     }
 
+    /// A world holding what the corpus commands name and rsync needs to exist: temp dirs
+    /// (rsync refuses a missing one), server-side file lists, and the Latin-1 lines'
+    /// names (a directory `caf\xe9/` holding `n\xff`). For tests/corpus.rs and the bench.
+    pub fn with_corpus_fixtures(tag: &str) -> World {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let world = World::new(tag);
+        for d in ["tmp/stage", "dest/stage", "remote", "srv/data"] {
+            std::fs::create_dir_all(world.root.join(d)).unwrap();
+        }
+        for f in ["remote/list.txt", "srv/list.txt", "srv/list0.txt"] {
+            std::fs::write(world.root.join(f), "a.txt\n").unwrap();
+        }
+        let latin1 = world.root.join(OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir(&latin1).unwrap();
+        std::fs::write(latin1.join(OsStr::from_bytes(b"n\xff")), "x").unwrap();
+        world
+    }
+
     pub fn policy(&self, config: &str) -> Policy {
         let text = config
             .replace("ROOT", self.root.to_str().unwrap())

@@ -406,7 +406,7 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
         return Err("--files-from on a download needs Landlock or --confine-root: the names come from a list rshell cannot vet".into());
     }
     if !t.sender
-        && (t.has("ignore-existing") || !s.overwrite)
+        && (!s.overwrite || all_specs(t).any(|(spec, _)| spec.class == Class::KeepsExisting))
         && !rsync.confine_root
         && !req.landlock_enforced
     {

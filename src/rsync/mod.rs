@@ -83,6 +83,10 @@ pub enum Class {
     DryRun,
     /// A path-valued option the server reads (`--files-from`): refused in write-only.
     ReadPath,
+    /// Makes a receiver keep every existing destination entry (`--ignore-existing`), even
+    /// a symlink where the sender has a directory: rsync before 3.5.0 then creates that
+    /// directory's files through the symlink, so without Landlock it is refused there.
+    KeepsExisting,
     /// Makes the receiver act as super-user (`--super`: chown to any owner, devices,
     /// specials). Kept for accounts with uid 0, for which rsync is super-user anyway;
     /// dropped for any other account, where those attempts could only fail
@@ -237,7 +241,7 @@ pub static OPTIONS: &[OptSpec] = &[
     row!(None, "numeric-ids", Flag, Safe),
     row!(None, "usermap", Map, Safe),
     row!(None, "groupmap", Map, Safe),
-    row!(None, "ignore-existing", Flag, Safe),
+    row!(None, "ignore-existing", Flag, KeepsExisting),
     row!(None, "existing", Flag, Safe),
     row!(Some('T'), "temp-dir", Path(PathBase::Destination), Safe),
     row!(None, "fsync", Flag, Safe),

@@ -124,9 +124,6 @@ trap 'exit 130' INT TERM
 
 # ---- refuse to clobber anything that is not ours --------------------------------------------
 reclaim_leftover_accounts "${ALL_USERS[@]}"
-    userdel -r "$u" >/dev/null 2>&1 || userdel -r -f "$u" >/dev/null 2>&1
-  fi
-done
 for d in "$LD" "$LIBEXEC"; do
   if [ -e "$d" ]; then
     [ -f "$d/.rshell-load" ] || die "$d exists and is not ours: not touching it"

@@ -10,7 +10,7 @@
 //! `policy` (schema, layering, trusted-file loading), `command` (the client's words:
 //! split, secluded reader, wildcards), `rsync` (option table, installed binary, daemon
 //! config), `decide` (paths beneath the pinned root, the plan), `exec` (pins, Landlock,
-//! fork/exec, outcome), `admin` (`--test`, `--policy`, `--check`).
+//! spawn or exec, outcome), `admin` (`--test`, `--policy`, `--check`).
 #![deny(unsafe_code)]
 
 pub mod admin;

@@ -965,3 +965,50 @@ fn test_mode_takes_the_secluded_words_of_a_backuppc_command() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stdout(&out).contains("--log-file"), "{}", text(&out));
 }
+
+#[test]
+fn closed_standard_descriptors_are_reopened_on_dev_null_before_anything_else() {
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        return;
+    }
+    // The configured "rsync" records what its standard descriptors are.
+    let (dir, _, root) = setup("");
+    let script = dir.path().join("fake-rsync");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nreadlink /proc/self/fd/2 > fd2; readlink /proc/self/fd/0 > fd0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = dir.path().join("closed.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\n[users.root]\nroot = \"{root}\"\nrsync = \"{}\"\nconfine = \"off\"\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = Command::new(common::binary());
+    cmd.args(["--config", cfg.to_str().unwrap(), &root])
+        .env_clear()
+        .env("SSH_ORIGINAL_COMMAND", PULL)
+        .stdin(std::process::Stdio::null());
+    // SAFETY: close(2) in the child between fork and exec: a plain system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let seen =
+        |name: &str| std::fs::read_to_string(std::path::Path::new(&root).join(name)).unwrap();
+    // Without the reopening, the first file or socket rshell opened would have become
+    // descriptor 2, and rsync's error output would go there.
+    assert_eq!(seen("fd2").trim(), "/dev/null");
+    assert_eq!(seen("fd0").trim(), "/dev/null");
+}

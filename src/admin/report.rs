@@ -259,7 +259,7 @@ fn to_text(input: &Input, e: &Evaluation) -> Vec<String> {
         out.push(format!(
             "outcome record: {}",
             if plan.log_outcome {
-                "yes (fork and wait)"
+                "yes (spawn and wait)"
             } else {
                 "no (exec in place)"
             }

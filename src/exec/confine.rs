@@ -4,16 +4,20 @@
 //! - [`Ruleset`] is pure data — what the rsync process may touch — built by
 //!   [`Ruleset::for_transfer`] and printable by `rshell --test`. Building it reads nothing but
 //!   the existence of a fixed list of system paths.
-//! - [`apply`] turns it into a Landlock domain on the *current thread* (the forked child that
-//!   is about to `execve` rsync). The domain, and `no_new_privs`, survive the `execve`.
+//! - [`prepare`] turns it into a Landlock ruleset with all its rules, and knows the status it
+//!   will have once enforced; the ruleset is then enforced on the thread that execs rsync:
+//!   this one ([`apply`], for an exec in place), or the child `system::spawn` starts, which
+//!   makes the same two system calls (`no_new_privs`, `landlock_restrict_self`). The domain,
+//!   and `no_new_privs`, survive the `execve`.
 //!
 //! Each path is looked up once per connection: on a kernel with Landlock, building the
 //! ruleset opens every listed path `O_PATH` (the existence and identity check it needs
-//! anyway) and keeps the descriptors; [`apply`] (or [`prepare`], before fork) makes the rules
-//! of exactly that ruleset from them instead of opening the paths by name again.
+//! anyway) and keeps the descriptors; [`prepare`] makes the rules of exactly that ruleset
+//! from them instead of opening the paths by name again.
 //!
 //! Rules this module keeps:
-//! - No `unsafe`: only the safe API of the `landlock` crate (and `nix::sys::stat::fstat`).
+//! - No `unsafe`: the safe API of the `landlock` crate to create the ruleset and add its
+//!   rules (and `nix::sys::stat::fstat`); the restricting calls are `system::restrict_self`.
 //! - ABI ≥ 2 or nothing: ABI 1 cannot link or rename across directories, which
 //!   `--link-dest`, `--backup-dir`, `--temp-dir` and `--delay-updates` need, so on such a
 //!   kernel we restrict nothing rather than break transfers half-way.
@@ -28,7 +32,7 @@ use std::sync::Mutex;
 
 use landlock::{
     Access as _, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath,
-    RestrictSelf, RulesetAttr, RulesetCreatedAttr, RulesetStatus, ABI,
+    RestrictSelf, RulesetAttr, RulesetCreatedAttr, ABI,
 };
 
 use crate::policy::{Access, ConfineMode};
@@ -274,8 +278,8 @@ struct Opened {
 }
 
 /// The descriptors the last [`Ruleset::for_transfer`] of this process opened, with the
-/// ruleset it built. [`apply`] takes them when it is given that same ruleset (a real run
-/// applies it in the child forked right after the decision, or in place), and opens each
+/// ruleset it built. [`prepare`] takes them when it is given that same ruleset (a real run
+/// prepares it right after the decision), and opens each
 /// path by name otherwise, as it always did. Close-on-exec: rsync never inherits them.
 #[derive(Debug)]
 struct Prepared {
@@ -447,8 +451,13 @@ pub fn apply(
 /// [`apply`] in two halves: `prepare` does everything but the restriction (decides what the
 /// kernel allows, creates the Landlock ruleset and adds every rule) and leaves the current
 /// thread untouched; [`Ready::restrict_self`] then sets `no_new_privs` and restricts the
-/// calling thread. A forking caller prepares before `fork` and restricts in the child, which
-/// then writes almost no memory (every page a forked child writes is copied first).
+/// calling thread, or the spawned child does the same two system calls with
+/// [`Ready::ruleset_fd`] (`system::spawn`).
+///
+/// The status is known here, before anything is restricted: the ruleset is first created
+/// as a hard requirement (every right of `abi` handled, every rule whole); only if the
+/// kernel refuses that does `auto` create it again best-effort, which the crate can only
+/// enforce in part.
 pub fn prepare(
     ruleset: &Ruleset,
     mode: ConfineMode,
@@ -459,20 +468,37 @@ pub fn prepare(
         Plan::Refuse(reason) => return Err(ConfineError::Required(reason)),
         Plan::Enforce { abi } => abi,
     };
-    let level = match mode {
-        ConfineMode::Require => CompatLevel::HardRequirement,
-        _ => CompatLevel::BestEffort,
+    let whole = create(
+        ruleset,
+        landlock_abi(abi),
+        CompatLevel::HardRequirement,
+        root,
+    );
+    let (created, fds, status) = match (whole, mode) {
+        (Ok((created, fds)), _) => (created, fds, Status::Enforced { abi }),
+        (Err(e), ConfineMode::Require) => return Err(e),
+        (Err(_), _) => {
+            let (created, fds) = create(ruleset, landlock_abi(abi), CompatLevel::BestEffort, root)?;
+            (created, fds, Status::Partial { abi })
+        }
     };
-    let (created, fds) = create(ruleset, landlock_abi(abi), level, root)?;
+    let Some(fd) = Option::<OwnedFd>::from(created) else {
+        // The crate found nothing it could enforce (no ruleset descriptor).
+        let why = "the kernel did not enforce the ruleset".to_string();
+        return match mode {
+            ConfineMode::Require => Err(ConfineError::Required(why)),
+            _ => Ok(Ready(Step::Skip(Status::NotEnforced { reason: why }))),
+        };
+    };
     Ok(Ready(Step::Restrict {
-        created,
-        abi,
-        mode,
-        fds,
+        fd,
+        status,
+        rule_fds: fds,
     }))
 }
 
-/// A ruleset [`prepare`]d for the current kernel, to be applied with [`Ready::restrict_self`].
+/// A ruleset [`prepare`]d for the current kernel, to be applied with [`Ready::restrict_self`]
+/// or by a spawned child.
 #[derive(Debug)]
 #[must_use]
 pub struct Ready(Step);
@@ -481,55 +507,64 @@ pub struct Ready(Step);
 enum Step {
     /// Nothing to restrict: the status to report.
     Skip(Status),
-    /// The created ruleset with all its rules, and the descriptors of the rules (kept open
-    /// until exec, which closes them: close-on-exec).
+    /// The Landlock ruleset's descriptor with all its rules, the status once it is enforced,
+    /// and the descriptors the rules were made from: the kernel needs them no more, but they
+    /// are not closed one by one on the way to exec (after a spawn, the parent drops them
+    /// while rsync starts; before an exec in place, the exec closes them). Close-on-exec:
+    /// rsync never holds them.
     Restrict {
-        created: landlock::RulesetCreated,
-        abi: u32,
-        mode: ConfineMode,
-        fds: Vec<OwnedFd>,
+        fd: OwnedFd,
+        status: Status,
+        rule_fds: Vec<OwnedFd>,
     },
 }
 
 impl Ready {
+    /// The ruleset descriptor to enforce, or None when nothing is to be restricted.
+    pub fn ruleset_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.0 {
+            Step::Skip(_) => None,
+            Step::Restrict { fd, .. } => Some(fd.as_fd()),
+        }
+    }
+
+    /// The status once [`Ready::ruleset_fd`] is enforced (or, when there is none, the reason).
+    pub fn status(&self) -> &Status {
+        match &self.0 {
+            Step::Skip(status) | Step::Restrict { status, .. } => status,
+        }
+    }
+
     /// Set `no_new_privs` and restrict the current thread with the prepared ruleset; the
     /// status and errors are those of [`apply`]. Meant for the thread that execs next: the
-    /// rules' descriptors are left to that exec to close (they are close-on-exec).
+    /// descriptors are left to that exec to close (they are close-on-exec).
     pub fn restrict_self(self) -> Result<Status, ConfineError> {
-        let (created, abi, mode, fds) = match self.0 {
-            Step::Skip(status) => return Ok(status),
+        match self.0 {
+            Step::Skip(status) => Ok(status),
             Step::Restrict {
-                created,
-                abi,
-                mode,
-                fds,
-            } => (created, abi, mode, fds),
-        };
-        for fd in fds {
-            // Not closed one by one: the exec that follows closes them all at once.
-            let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+                fd,
+                status,
+                rule_fds,
+            } => {
+                crate::system::restrict_self(fd.as_fd()).map_err(|(step, e)| failed(step, e))?;
+                // Not closed one by one: the exec that follows closes them all at once
+                // (close-on-exec), as it closes the ruleset's own descriptor.
+                for owned in rule_fds.into_iter().chain([fd]) {
+                    let _ = std::os::fd::IntoRawFd::into_raw_fd(owned);
+                }
+                Ok(status)
+            }
         }
-        let status = created
-            .restrict_self()
-            .map_err(|e| ConfineError::Failed(e.to_string()))?;
-        if !status.no_new_privs {
-            return Err(ConfineError::Failed(
-                "no_new_privs could not be set".to_string(),
-            ));
+    }
+}
+
+/// The error for a failed restricting step (in this thread or a spawned child).
+pub fn failed(step: crate::system::ChildStep, errno: nix::errno::Errno) -> ConfineError {
+    match step {
+        crate::system::ChildStep::NoNewPrivs => {
+            ConfineError::Failed(format!("no_new_privs could not be set: {}", errno.desc()))
         }
-        match (status.ruleset, mode) {
-            (RulesetStatus::FullyEnforced, _) => Ok(Status::Enforced { abi }),
-            (RulesetStatus::PartiallyEnforced, ConfineMode::Require) => Err(ConfineError::Failed(
-                "ruleset only partly enforced".to_string(),
-            )),
-            (RulesetStatus::PartiallyEnforced, _) => Ok(Status::Partial { abi }),
-            (RulesetStatus::NotEnforced, ConfineMode::Require) => Err(ConfineError::Required(
-                "the kernel did not enforce the ruleset".to_string(),
-            )),
-            (RulesetStatus::NotEnforced, _) => Ok(Status::NotEnforced {
-                reason: "the kernel did not enforce the ruleset".to_string(),
-            }),
-        }
+        _ => ConfineError::Failed(format!("landlock_restrict_self: {}", errno.desc())),
     }
 }
 

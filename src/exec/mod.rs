@@ -1,5 +1,5 @@
-//! The last step: prepare the pins, fork (for the outcome record and the idle timeout),
-//! confine (Landlock) and exec rsync; then wait and record the outcome.
+//! The last step: prepare the pins, spawn (for the outcome record and the idle timeout) or
+//! exec in place, confined by Landlock; then wait and record the outcome.
 #![forbid(unsafe_code)]
 
 pub mod confine;
@@ -22,7 +22,7 @@ pub fn predicted_landlock(plan: &ExecPlan) -> String {
     }
 }
 
-/// Prepare the pins, fork (for the outcome record and the idle timeout), confine and exec.
+/// Prepare the pins, spawn (for the outcome record and the idle timeout), confine and exec.
 /// The root lock was taken before the paths were resolved; rsync inherits it.
 pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
     // Directories rshell creates for pins get the policy's umask, as rsync's would.
@@ -60,7 +60,7 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
     if let Some(locked) = &plan.locked {
         keep.push(locked.fd.as_raw_fd());
     }
-    let forked = plan.log_outcome || plan.timeout > 0;
+    let spawn = plan.log_outcome || plan.timeout > 0;
     let image = system::ExecImage {
         program: &plan.program,
         argv: &plan.argv,
@@ -68,9 +68,9 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         cwd: &plan.root.fd,
         umask: plan.umask,
         keep: &keep,
-        new_process_group: forked,
+        new_process_group: spawn,
     };
-    if !forked {
+    if !spawn {
         let confine = || {
             confine::apply(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
                 .map(drop)
@@ -79,103 +79,84 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         let err = system::exec(&image, confine);
         return exec_failed(&err);
     }
-    // Everything the child needs is made ready here, before fork: the argument strings and
-    // the Landlock ruleset with its rules. The child then only makes system calls (each page
-    // a forked child writes is copied first). Errors surface in the child, as before.
-    let prepared = system::prepare_exec(&image);
-    let ready = confine::prepare(&plan.ruleset, plan.confine, plan.root.fd.as_fd())
-        .map_err(|e| e.to_string());
+    // Everything the child needs is made ready here: the argument strings and the Landlock
+    // ruleset with its rules. The child (sharing this process's memory until it execs) then
+    // only makes system calls: process group, no_new_privs, Landlock, execve.
+    let ready = confine::prepare(&plan.ruleset, plan.confine, plan.root.fd.as_fd());
     let started = Instant::now();
-    let (ready_r, ready_w) = match system::exec_notice() {
-        Ok(pair) => pair,
-        Err(e) => {
-            eprintln!("rshell: {e}");
-            return EXIT_SYSTEM;
+    let started_child = match (system::prepare_exec(&image), ready) {
+        (Err(e), _) => Err(exec_failed(&e)),
+        (_, Err(e)) => Err(exec_failed(&system::SysError::Confine(e.to_string()))),
+        (Ok(prepared), Ok(ready)) => match system::spawn(&prepared, ready.ruleset_fd()) {
+            Ok(pid) => Ok((pid, ready.status().to_string())),
+            Err(system::SpawnError::Setup(e)) => Err(exec_failed(&e)),
+            Err(system::SpawnError::Child(system::ChildStep::Exec, errno)) => Err(exec_failed(
+                &system::SysError::Exec(plan.program.display().to_string(), errno),
+            )),
+            Err(system::SpawnError::Child(step, errno)) => Err(exec_failed(
+                &system::SysError::Confine(confine::failed(step, errno).to_string()),
+            )),
+        },
+    };
+    let (pid, landlock) = match started_child {
+        Ok(spawned) => spawned,
+        Err(code) => {
+            if plan.log_outcome {
+                log::send(
+                    &format!(
+                        "outcome user={} uid={} from={} {} landlock=unknown duration_ms={} exit={code} io=unknown",
+                        record.user,
+                        record.uid,
+                        record.client.as_deref().unwrap_or("-"),
+                        record.reason,
+                        started.elapsed().as_millis(),
+                    ),
+                    false,
+                );
+            }
+            return code;
         }
     };
-    match system::fork() {
-        Err(e) => {
-            eprintln!("rshell: {e}");
-            EXIT_SYSTEM
+    // The child runs rsync now (spawn returns once it exec'd): its I/O counters are
+    // readable by this uid while it lives (once it is a zombie, /proc hands them to root).
+    let io = std::fs::File::open(format!("/proc/{pid}/io")).ok();
+    system::release_session_stdio();
+    let idle = (plan.timeout > 0).then(|| Duration::from_secs(plan.timeout));
+    let (code, line) = match system::wait_with_io(pid, io, idle) {
+        Ok(ended) => {
+            let (code, status) = match ended.kind {
+                system::ExitKind::Code(c) => (c, format!("exit={c}")),
+                system::ExitKind::Signal(s) => (128 + s, format!("signal={s}")),
+            };
+            let io = ended.io.map_or("io=unknown".to_string(), |(r, w)| {
+                format!("read_bytes={r} written_bytes={w}")
+            });
+            let idle = if ended.idle_killed {
+                format!(" idle_timeout={}", plan.timeout)
+            } else {
+                String::new()
+            };
+            (code, status + " " + &io + &idle)
         }
-        Ok(system::Forked::Child) => {
-            drop(ready_r);
-            // The child reports the Landlock status it really got (the decision record could
-            // only predict it) through the exec notice pipe, for the outcome record.
-            let confine = || {
-                let status = ready?.restrict_self().map_err(|e| e.to_string())?;
-                notify_status(&ready_w, &status);
-                Ok(())
-            };
-            let err = match prepared {
-                Ok(prepared) => system::exec_prepared(prepared, confine),
-                Err(e) => e,
-            };
-            std::process::exit(exec_failed(&err));
-        }
-        Ok(system::Forked::Parent(pid)) => {
-            drop(ready_w);
-            // Open the child's I/O counters once it runs rsync (before exec it is the
-            // not-dumpable rshell, whose /proc files belong to root) and while it lives
-            // (once it is a zombie, /proc hands its files to root again).
-            let applied = system::wait_for_exec(ready_r);
-            drop((prepared, ready));
-            let landlock = match String::from_utf8_lossy(&applied).into_owned() {
-                s if s.is_empty() => "landlock=unknown".to_string(),
-                s => s,
-            };
-            let io = std::fs::File::open(format!("/proc/{pid}/io")).ok();
-            system::release_session_stdio();
-            let idle = (plan.timeout > 0).then(|| Duration::from_secs(plan.timeout));
-            let (code, line) = match system::wait_with_io(pid, io, idle) {
-                Ok(ended) => {
-                    let (code, status) = match ended.kind {
-                        system::ExitKind::Code(c) => (c, format!("exit={c}")),
-                        system::ExitKind::Signal(s) => (128 + s, format!("signal={s}")),
-                    };
-                    let io = ended.io.map_or("io=unknown".to_string(), |(r, w)| {
-                        format!("read_bytes={r} written_bytes={w}")
-                    });
-                    let idle = if ended.idle_killed {
-                        format!(" idle_timeout={}", plan.timeout)
-                    } else {
-                        String::new()
-                    };
-                    (code, status + " " + &io + &idle)
-                }
-                Err(e) => (EXIT_SYSTEM, format!("wait failed: {e}")),
-            };
-            if !plan.log_outcome {
-                return code;
-            }
-            log::send(
-                &format!(
-                    "outcome user={} uid={} from={} {} {} duration_ms={} {}",
-                    record.user,
-                    record.uid,
-                    record.client.as_deref().unwrap_or("-"),
-                    record.reason,
-                    log::escape(&landlock, 128),
-                    started.elapsed().as_millis(),
-                    line
-                ),
-                false,
-            );
-            code
-        }
+        Err(e) => (EXIT_SYSTEM, format!("wait failed: {e}")),
+    };
+    if !plan.log_outcome {
+        return code;
     }
-}
-
-/// Write `status` into the exec notice pipe, formatted on the stack (no allocation in the
-/// forked child).
-fn notify_status(fd: &std::os::fd::OwnedFd, status: &confine::Status) {
-    use std::io::Write;
-    let mut buf = [0u8; 1024];
-    let mut rest = &mut buf[..];
-    // A status longer than the buffer is cut (the parent keeps at most 1 KiB anyway).
-    let _ = write!(rest, "{status}");
-    let len = 1024 - rest.len();
-    system::notify(fd, &buf[..len]);
+    log::send(
+        &format!(
+            "outcome user={} uid={} from={} {} {} duration_ms={} {}",
+            record.user,
+            record.uid,
+            record.client.as_deref().unwrap_or("-"),
+            record.reason,
+            log::escape(&landlock, 128),
+            started.elapsed().as_millis(),
+            line
+        ),
+        false,
+    );
+    code
 }
 
 fn exec_failed(err: &system::SysError) -> i32 {

@@ -1,5 +1,5 @@
 //! The one room for system calls: identity from the kernel and the passwd database,
-//! the environment scrub, race-free opens beneath root, the root lock, fork/wait and
+//! the environment scrub, race-free opens beneath root, the root lock, spawn/wait and
 //! execve. Every other module forbids `unsafe`; here each `unsafe` block says why it is
 //! sound.
 
@@ -7,7 +7,7 @@ pub mod identity;
 pub mod passwd;
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,6 +16,19 @@ use nix::errno::Errno;
 use nix::fcntl::{self, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
+
+/// getgroups(2): asked for the count first, then for exactly that many (nix's wrapper reads
+/// /proc/sys/kernel/ngroups_max through sysconf first: three more system calls).
+fn supplementary_groups() -> Result<Vec<u32>, Errno> {
+    // SAFETY: with size 0 getgroups writes nothing and returns the number of groups.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let mut groups = vec![0 as libc::gid_t; usize::try_from(count).map_err(|_| Errno::last())?];
+    // SAFETY: `groups` has room for `count` entries, the size passed.
+    let got = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
+    // Only this process could change its groups between the two calls, and it does not.
+    groups.truncate(usize::try_from(got).map_err(|_| Errno::last())?);
+    Ok(groups)
+}
 
 /// The calling account, from `getuid()` and the passwd/group databases only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +39,64 @@ pub struct Account {
     pub home: PathBuf,
     /// Group names, primary first.
     pub groups: Vec<String>,
+}
+
+/// The program's arguments, from the C `main`'s `argc` and `argv` (src/main.rs), as bytes.
+/// Read here rather than through `std::env::args_os`, which on some C libraries (musl) is
+/// only filled in by the Rust runtime's start-up that rshell does not run.
+///
+/// # Safety
+/// `argv` must be the `argv` the C library passed to `main`: `argc` pointers to
+/// NUL-terminated strings (followed by a null pointer), alive for the whole process.
+pub unsafe fn c_args(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    let count = usize::try_from(argc).unwrap_or(0);
+    let mut args = Vec::with_capacity(count);
+    for i in 0..count {
+        // SAFETY: the caller guarantees `argc` valid entries in `argv`; a null entry (never
+        // passed by the kernel) ends the list early instead of being read.
+        let arg = unsafe { *argv.add(i) };
+        if arg.is_null() {
+            break;
+        }
+        // SAFETY: as above: a NUL-terminated string that lives as long as the process.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(arg) }.to_bytes();
+        args.push(OsString::from_vec(bytes.to_vec()));
+    }
+    args
+}
+
+/// What Rust's runtime start-up would have done for rshell, which starts from a C `main`
+/// (src/main.rs): the runtime's other work — above all finding the main thread's stack
+/// through `pthread_getattr_np`, which makes glibc read and parse /proc/self/maps — costs
+/// about 0.1 ms of every connection (tests/bench/README.md).
+///
+/// - Descriptors 0, 1 and 2 that are closed are opened on /dev/null, so that no file rshell
+///   opens later becomes its standard output or error (sshd never starts it so; a caller
+///   that did must not get log lines or refusals written into a pinned file).
+/// - SIGPIPE is ignored, as the Rust runtime does: a client that hung up makes a write fail
+///   with EPIPE instead of killing rshell before it logged. The exec'd rsync inherits this
+///   disposition, as it did when the runtime set it.
+pub fn start_process() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only reads a descriptor flag; an unused number fails with EBADF.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        // Opened without O_CLOEXEC: it stands in for a standard descriptor, which rsync
+        // inherits. open(2) returns the lowest free number, which is `fd` (every lower one
+        // is open: checked in order).
+        match fcntl::open("/dev/null", OFlag::O_RDWR, Mode::empty()) {
+            Ok(null) if null.as_raw_fd() == fd => std::mem::forget(null),
+            // Neither can happen with 0..fd open; without /dev/null, give up rather than run
+            // with a standard descriptor that the next open would take.
+            _ => std::process::exit(crate::EXIT_SYSTEM),
+        }
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 /// The only variables rshell reads, captured before the environment is cleared.
@@ -73,11 +144,10 @@ pub enum SysError {
 
 /// The ids the kernel holds for this process: real uid and gid, supplementary groups.
 pub fn kernel_ids() -> Result<crate::system::identity::KernelIds, SysError> {
-    let groups = nix::unistd::getgroups().map_err(|e| SysError::Io("getgroups".into(), e))?;
     Ok(crate::system::identity::KernelIds {
         uid: Uid::current().as_raw(),
         gid: Gid::current().as_raw(),
-        groups: groups.into_iter().map(Gid::as_raw).collect(),
+        groups: supplementary_groups().map_err(|e| SysError::Io("getgroups".into(), e))?,
     })
 }
 
@@ -465,7 +535,7 @@ pub struct ExecImage<'a> {
     pub umask: u32,
     /// Descriptors besides 0–2 that rsync keeps (the root lock, the pinned paths).
     pub keep: &'a [RawFd],
-    /// Start a new process group (the forked child), so that everything rsync forks can
+    /// Start a new process group (the spawned child), so that everything rsync forks can
     /// be ended together.
     pub new_process_group: bool,
 }
@@ -478,15 +548,43 @@ fn cstring(s: &[u8]) -> Result<CString, Errno> {
 /// `confine` (Landlock, last, so nothing above is restricted by it) and execve.
 /// Returns only on failure.
 pub fn exec(image: &ExecImage, confine: impl FnOnce() -> Result<(), String>) -> SysError {
-    match prepare_exec(image) {
-        Ok(prepared) => exec_prepared(prepared, confine),
-        Err(e) => e,
+    let prepared = match prepare_exec(image) {
+        Ok(prepared) => prepared,
+        Err(e) => return e,
+    };
+    nix::sys::stat::umask(Mode::from_bits_truncate(image.umask));
+    if let Err(e) = nix::unistd::fchdir(image.cwd.as_fd()) {
+        return SysError::Io("chdir to root".into(), e);
     }
+    if let Err(e) = set_descriptors_for_exec(image.keep) {
+        return e;
+    }
+    if image.new_process_group {
+        if let Err(e) =
+            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
+        {
+            return SysError::Io("setpgid".into(), e);
+        }
+    }
+    if let Err(why) = confine() {
+        return SysError::Confine(why);
+    }
+    // SAFETY: `path` is a NUL-terminated string, `argv_ptrs` and `env_ptrs` are arrays of
+    // pointers to the NUL-terminated strings of `_argv` and `_env`, each array ending with
+    // a null pointer; `prepared` owns all of them and lives until execve returns (which it
+    // does only on failure).
+    unsafe {
+        libc::execve(
+            prepared.path.as_ptr(),
+            prepared.argv_ptrs.as_ptr(),
+            prepared.env_ptrs.as_ptr(),
+        );
+    }
+    SysError::Exec(prepared.program, Errno::last())
 }
 
-/// An [`ExecImage`] with its program, arguments and environment converted for execve(2).
-/// A forking caller converts before `fork`, so that the child only makes system calls and
-/// writes almost no memory (each page a forked child writes is copied first).
+/// An [`ExecImage`] with its program, arguments and environment converted for execve(2),
+/// so that what runs between fork and exec ([`spawn`]'s child) only makes system calls.
 pub struct PreparedExec<'a> {
     image: &'a ExecImage<'a>,
     program: String,
@@ -498,7 +596,7 @@ pub struct PreparedExec<'a> {
     env_ptrs: Vec<*const libc::c_char>,
 }
 
-/// Convert `image` for [`exec_prepared`].
+/// Convert `image` for execve(2).
 pub fn prepare_exec<'a>(image: &'a ExecImage<'a>) -> Result<PreparedExec<'a>, SysError> {
     let program = image.program.display().to_string();
     let fail = |e: Errno| SysError::Exec(program.clone(), e);
@@ -531,19 +629,13 @@ pub fn prepare_exec<'a>(image: &'a ExecImage<'a>) -> Result<PreparedExec<'a>, Sy
     })
 }
 
-/// [`exec`] with the strings converted already. Returns only on failure.
-pub fn exec_prepared(
-    prepared: PreparedExec,
-    confine: impl FnOnce() -> Result<(), String>,
-) -> SysError {
-    let image = prepared.image;
-    nix::sys::stat::umask(Mode::from_bits_truncate(image.umask));
-    if let Err(e) = nix::unistd::fchdir(image.cwd.as_fd()) {
-        return SysError::Io("chdir to root".into(), e);
-    }
+/// Close-on-exec on every descriptor of this process but `keep`, whose flag is cleared: what
+/// the program exec'd in place inherits. ([`spawn`]'s child does the same in its own copy of
+/// the descriptor table.)
+fn set_descriptors_for_exec(keep: &[RawFd]) -> Result<(), SysError> {
     // SAFETY: close_range only changes descriptor flags of this process; with
-    // CLOSE_RANGE_CLOEXEC nothing is closed before execve, so no Rust object is left
-    // holding a dangling descriptor if exec fails.
+    // CLOSE_RANGE_CLOEXEC nothing is closed, so no Rust object is left holding a dangling
+    // descriptor.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -555,35 +647,48 @@ pub fn exec_prepared(
     if rc != 0 {
         mark_cloexec_fallback();
     }
-    for fd in image.keep {
+    for fd in keep {
         // Without this rsync would run without the lock or its pinned paths: fail closed.
-        if let Err(e) = set_cloexec(*fd, false) {
-            return SysError::Io(format!("keep descriptor {fd}"), e);
-        }
+        set_cloexec(*fd, false).map_err(|e| SysError::Io(format!("keep descriptor {fd}"), e))?;
     }
-    if image.new_process_group {
-        if let Err(e) =
-            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
-        {
-            return SysError::Io("setpgid".into(), e);
-        }
-    }
-    if let Err(why) = confine() {
-        return SysError::Confine(why);
-    }
-    // SAFETY: `path` is a NUL-terminated string, `argv_ptrs` and `env_ptrs` are arrays of
-    // pointers to the NUL-terminated strings of `_argv` and `_env`, each array ending with
-    // a null pointer; `prepared` owns all of them and lives until execve returns (which it
-    // does only on failure). No allocation happens here (nix's execve would build the
-    // pointer arrays in the forked child).
-    unsafe {
-        libc::execve(
-            prepared.path.as_ptr(),
-            prepared.argv_ptrs.as_ptr(),
-            prepared.env_ptrs.as_ptr(),
-        );
-    }
-    SysError::Exec(prepared.program, Errno::last())
+    Ok(())
+}
+
+/// Whether close_range(2) can mark descriptors close-on-exec (Linux 5.11; 5.9 and 5.10 have
+/// close_range without that flag). Asked with an empty range: nothing is changed.
+fn close_range_marks_cloexec() -> bool {
+    // SAFETY: close_range on the range [u32::MAX, u32::MAX], which holds no descriptor, with
+    // CLOSE_RANGE_CLOEXEC: changes nothing, fails only where the call or flag is unknown.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            u32::MAX,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    rc == 0
+}
+
+/// The highest descriptor number this process has open, from /proc/self/fd (for kernels
+/// without [`close_range_marks_cloexec`]).
+fn highest_open_fd() -> RawFd {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .max()
+                .unwrap_or(2)
+        })
+        // Without /proc: every number up to the descriptor limit.
+        .unwrap_or_else(|_| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            // SAFETY: getrlimit writes the one struct passed; on failure it stays 1024.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+            RawFd::try_from(limit.rlim_cur).unwrap_or(RawFd::MAX)
+        })
 }
 
 /// Kernels before 5.11 lack close_range: mark what /proc lists.
@@ -612,90 +717,230 @@ fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
     Ok(())
 }
 
-/// The result of fork.
-pub enum Forked {
-    Child,
-    Parent(i32),
+/// Where a child of [`spawn`] stopped short of running rsync, or where [`restrict_self`]
+/// failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildStep {
+    Chdir,
+    Descriptors,
+    ProcessGroup,
+    NoNewPrivs,
+    Landlock,
+    Exec,
 }
 
-/// Fork the process (for the outcome record and the idle timeout).
-///
-/// Sound only in a single-threaded process: after fork only the calling thread exists in
-/// the child, and a lock another thread held (the allocator's, stdio's) would stay locked
-/// forever. rshell's main path never spawns threads; this checks it (the kernel's thread
-/// count of this process) and refuses otherwise, so a multi-threaded caller such as a
-/// test harness gets an error instead of undefined behaviour.
-pub fn fork() -> Result<Forked, SysError> {
-    if thread_count() != Some(1) {
-        return Err(SysError::Io(
-            "fork (process is not single-threaded)".into(),
-            Errno::EDEADLK,
-        ));
-    }
-    // SAFETY: checked just above that this process has exactly one thread, so the child
-    // may run arbitrary code until it execs.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child.as_raw())),
-        Err(e) => Err(SysError::Io("fork".into(), e)),
+impl ChildStep {
+    fn from_code(code: u8) -> Option<ChildStep> {
+        [
+            ChildStep::Chdir,
+            ChildStep::Descriptors,
+            ChildStep::ProcessGroup,
+            ChildStep::NoNewPrivs,
+            ChildStep::Landlock,
+            ChildStep::Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u8 + 1 == code)
     }
 }
 
-/// A pipe whose write end closes when the child execs (close-on-exec): the parent reads
-/// it to EOF to know rsync is running (and so readable in /proc by the same uid, which the
-/// not-dumpable rshell child before exec is not).
-pub fn exec_notice() -> Result<(OwnedFd, OwnedFd), SysError> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SysError::Io("pipe".into(), e))
+/// Set `no_new_privs` and enforce the Landlock ruleset whose descriptor is `ruleset` on the
+/// calling thread (landlock_restrict_self(2)); both are inherited across execve. Only two
+/// system calls, no allocation: [`spawn`]'s child makes the same two.
+pub fn restrict_self(ruleset: BorrowedFd) -> Result<(), (ChildStep, Errno)> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) and landlock_restrict_self take integers only and
+    // change nothing but this thread's credentials.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err((ChildStep::NoNewPrivs, Errno::last()));
+        }
+        if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
+            return Err((ChildStep::Landlock, Errno::last()));
+        }
+    }
+    Ok(())
 }
 
-/// Block until the write end of an [`exec_notice`] pipe is closed in every process (the
-/// child exec'd or died); returns what the child wrote before (its confinement status),
-/// at most 1 KiB.
-pub fn wait_for_exec(read_end: OwnedFd) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    loop {
-        match nix::unistd::read(&read_end, &mut buf) {
-            Err(Errno::EINTR) => continue,
-            Ok(n) if n > 0 => {
-                if got.len() < 1024 {
-                    got.extend_from_slice(&buf[..n.min(1024 - got.len())]);
-                }
+/// What [`spawn`]'s child reads and writes: plain data in the parent's memory, which the
+/// child shares (CLONE_VM).
+#[repr(C)]
+struct ChildArgs {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    env: *const *const libc::c_char,
+    umask: libc::mode_t,
+    /// The working directory's descriptor.
+    cwd: libc::c_int,
+    /// The descriptors the program keeps (all others are marked close-on-exec).
+    keep: *const libc::c_int,
+    keep_len: usize,
+    /// -1 where close_range marks close-on-exec; else the highest open descriptor, up to
+    /// which the child marks every number one by one.
+    mark_up_to: libc::c_int,
+    /// The Landlock ruleset's descriptor, or -1.
+    ruleset: libc::c_int,
+    new_process_group: bool,
+    /// The signal mask to restore just before execve.
+    mask: libc::sigset_t,
+    /// Written by the child: 0, or 1 + the [`ChildStep`] that failed, and its errno.
+    failed: u8,
+    errno: libc::c_int,
+}
+
+/// The child of [`spawn`]. It runs on its own stack in the parent's memory (CLONE_VM) while
+/// the parent waits (CLONE_VFORK), so it makes raw system calls only: no allocation, no lock,
+/// no Rust code that could touch the parent's data; the only memory it writes besides its
+/// stack is `failed` and `errno` of its `ChildArgs`. (libc's `syscall` sets errno, which is
+/// the suspended parent thread's errno: nothing reads it before the parent's next failing
+/// call sets it again.)
+extern "C" fn spawned_child(arg: *mut libc::c_void) -> libc::c_int {
+    let args = arg.cast::<ChildArgs>();
+    let fail = |step: ChildStep| -> ! {
+        // SAFETY: `args` points to the parent's live ChildArgs (the parent is suspended in
+        // clone until this child execs or exits); errno is read from its thread location.
+        unsafe {
+            (*args).errno = *libc::__errno_location();
+            (*args).failed = step as u8 + 1;
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: each call takes integers or pointers into the parent's `ChildArgs` and
+    // `PreparedExec`, both alive and unchanged while the parent waits; see the function's
+    // comment for why only system calls are made here.
+    unsafe {
+        libc::syscall(libc::SYS_umask, (*args).umask);
+        if libc::syscall(libc::SYS_fchdir, (*args).cwd) != 0 {
+            fail(ChildStep::Chdir);
+        }
+        if (*args).mark_up_to < 0 {
+            let (from, to, flag) = (3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            if libc::syscall(libc::SYS_close_range, from, to, flag) != 0 {
+                fail(ChildStep::Descriptors);
             }
-            _ => return got,
+        } else {
+            for fd in 3..=(*args).mark_up_to {
+                // EBADF (a number not in use) needs no flag.
+                libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
         }
+        for i in 0..(*args).keep_len {
+            // Without this rsync would run without the lock or its pinned paths: fail closed.
+            if libc::syscall(libc::SYS_fcntl, *(*args).keep.add(i), libc::F_SETFD, 0) != 0 {
+                fail(ChildStep::Descriptors);
+            }
+        }
+        if (*args).new_process_group && libc::syscall(libc::SYS_setpgid, 0, 0) != 0 {
+            fail(ChildStep::ProcessGroup);
+        }
+        if (*args).ruleset >= 0 {
+            if libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                fail(ChildStep::NoNewPrivs);
+            }
+            if libc::syscall(libc::SYS_landlock_restrict_self, (*args).ruleset, 0u32) != 0 {
+                fail(ChildStep::Landlock);
+            }
+        }
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            std::ptr::addr_of!((*args).mask),
+            std::ptr::null_mut::<libc::sigset_t>(),
+            std::mem::size_of::<libc::c_ulong>(),
+        );
+        libc::syscall(libc::SYS_execve, (*args).path, (*args).argv, (*args).env);
     }
+    fail(ChildStep::Exec)
 }
 
-/// Write a short note into an [`exec_notice`] pipe (the child, before exec).
-pub fn notify(write_end: &OwnedFd, note: &[u8]) {
-    // A parent that is gone or a full pipe (1 KiB never fills it) only loses the note.
-    let _ = nix::unistd::write(write_end, note);
+/// Why [`spawn`] did not start rsync.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// clone itself failed.
+    Setup(SysError),
+    /// The child failed at this step with this errno, before or in execve.
+    Child(ChildStep, Errno),
 }
 
-/// The number of threads of this process, from /proc/self/stat (field 20).
-fn thread_count() -> Option<u64> {
-    use std::io::Read;
-    // One read into a buffer that holds the whole line (52 fields, well under 1 KiB, with
-    // a 16-byte command name), not read_to_string's growing reads.
-    let mut buf = [0u8; 4096];
-    let mut file = std::fs::File::open("/proc/self/stat").ok()?;
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-        if len == buf.len() {
-            return None;
+/// Start `prepared` as a child process, as posix_spawn(3) does: clone(2) with CLONE_VM |
+/// CLONE_VFORK, so the child shares this process's memory (no page tables copied, no page
+/// copied on write) and this process waits until the child has exec'd or failed. The
+/// child sets the umask and working directory, marks every descriptor but `image.keep`
+/// close-on-exec (in its own copy of the descriptor table), starts a process group of its
+/// own (if the image says so), sets `no_new_privs`, enforces `ruleset` (Landlock) if given,
+/// and execs. Returns the child's pid once it runs the program. This process is left as it
+/// was.
+///
+/// Sound in any process, threaded or not: the child makes raw system calls only.
+pub fn spawn(prepared: &PreparedExec, ruleset: Option<BorrowedFd>) -> Result<i32, SpawnError> {
+    let mark_up_to = if close_range_marks_cloexec() {
+        -1
+    } else {
+        highest_open_fd()
+    };
+    // Signals stay blocked from here until the child's last step before execve, so that no
+    // signal handler ever runs in the child on this process's memory (rshell installs none;
+    // a caller might).
+    // SAFETY: sigfillset and pthread_sigmask write only the local sigset_t values passed.
+    let (mut all, mut old): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: as above.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let mut args = ChildArgs {
+        path: prepared.path.as_ptr(),
+        argv: prepared.argv_ptrs.as_ptr(),
+        env: prepared.env_ptrs.as_ptr(),
+        umask: prepared.image.umask,
+        cwd: prepared.image.cwd.as_raw_fd(),
+        keep: prepared.image.keep.as_ptr(),
+        keep_len: prepared.image.keep.len(),
+        mark_up_to,
+        ruleset: ruleset.map_or(-1, |fd| fd.as_raw_fd()),
+        new_process_group: prepared.image.new_process_group,
+        mask: old,
+        failed: 0,
+        errno: 0,
+    };
+    // The child's stack: ample for a few system calls, 16-byte aligned at its top.
+    let mut stack = vec![0u128; 2048];
+    // SAFETY: the stack lies in `stack`, which outlives the child's use of it (the parent
+    // resumes only after the child exec'd or exited); `args` lives until then too and is
+    // read after clone returns. CLONE_VFORK suspends this thread until then, so nothing here
+    // runs concurrently with the child on this thread's data.
+    let pid = unsafe {
+        libc::clone(
+            spawned_child,
+            stack.as_mut_ptr().add(stack.len()).cast::<libc::c_void>(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(args).cast::<libc::c_void>(),
+        )
+    };
+    let clone_errno = Errno::last();
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    drop(stack);
+    if pid < 0 {
+        return Err(SpawnError::Setup(SysError::Io("clone".into(), clone_errno)));
+    }
+    // SAFETY: the child has exec'd or exited; reading what it wrote into `args`.
+    let (failed, errno) = unsafe {
+        (
+            std::ptr::read_volatile(std::ptr::addr_of!(args.failed)),
+            std::ptr::read_volatile(std::ptr::addr_of!(args.errno)),
+        )
+    };
+    match ChildStep::from_code(failed) {
+        None => Ok(pid),
+        Some(step) => {
+            // Reap the failed child (it has exited with 127), so no zombie is left.
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            Err(SpawnError::Child(step, Errno::from_raw(errno)))
         }
     }
-    let stat = std::str::from_utf8(&buf[..len]).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: count after the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(17)?.parse().ok()
 }
 
 /// In the parent after fork: point stdin and stdout at /dev/null, so that only rsync

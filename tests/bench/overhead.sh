@@ -75,9 +75,21 @@ for confine in auto off; do
   config "$confine-inplace" /bin/true "$confine" false 'timeout = 0'
 done
 config auto-true-rsync "$tmp/rsync-shaped" auto true
+config auto-inplace-rsync "$tmp/rsync-shaped" auto false 'timeout = 0'
 
 # A no-op shaped like Debian's rsync 3.5.0 for rshell's feature scan (rsync/version.rs).
+# Its first act (a constructor, run once the loader has mapped it) writes CLOCK_MONOTONIC
+# to stderr: the harness reads it from a pipe, which times start-to-exec.
 cat > "$tmp/rsync-shaped.c" <<'EOF'
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+__attribute__((constructor)) static void stamp(void) {
+  struct timespec t; char b[64];
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  int n = snprintf(b, sizeof b, "S %ld %ld\n", (long)t.tv_sec, t.tv_nsec);
+  if (write(2, b, n) < 0) _exit(3);
+}
 static const char *const volatile names[] = {"%s  version %s  protocol version %d%s",
                                              "confine-root", "no-drop-D", "delete-during"};
 static const char rodata[61440] = {1};
@@ -89,7 +101,9 @@ cc -O2 -o "$tmp/rsync-shaped" "$tmp/rsync-shaped.c"
 cat > "$tmp/harness.c" <<'EOF'
 /* harness ITER LOGSOCK  NAME [K=V...] -- PROG ARGS... [:: NAME ...]
  * Interleaved fork/exec/wait4 timing; prints one line per variant:
- * name median_us p10_us p90_us mean_us maxrss_kb_median failures cpu_median_us */
+ * name median_us p10_us p90_us mean_us maxrss_kb_median failures cpu_median_us s2e_median_us
+ * s2e (start-to-exec): from fork to the stamp "S sec nsec" that the exec'd program writes
+ * to its stderr (a pipe) as it starts; -1 when it wrote none (/bin/true). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -104,7 +118,7 @@ cat > "$tmp/harness.c" <<'EOF'
 #include <time.h>
 #include <unistd.h>
 
-typedef struct { char *name; char **env; char **argv; double *us; double *cpu; long *rss; int fails; } variant;
+typedef struct { char *name; char **env; char **argv; double *us; double *cpu; long *rss; double *s2e; int ns2e; int fails; } variant;
 
 static int cmp_d(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return (x > y) - (x < y); }
 static int cmp_l(const void *a, const void *b) { long x = *(long *)a, y = *(long *)b; return (x > y) - (x < y); }
@@ -127,7 +141,7 @@ int main(int argc, char **argv) {
     while (i < argc && strcmp(argv[i], "::")) i++;
     if (i < argc) argv[i++] = NULL;
     x->us = calloc(iter, sizeof(double)); x->cpu = calloc(iter, sizeof(double));
-    x->rss = calloc(iter, sizeof(long)); x->fails = 0;
+    x->rss = calloc(iter, sizeof(long)); x->s2e = calloc(iter, sizeof(double)); x->ns2e = 0; x->fails = 0;
   }
   int s = -1;
   if (strcmp(logsock, "-")) {
@@ -143,16 +157,22 @@ int main(int argc, char **argv) {
   for (int r = 0; r < iter; r++) {
     for (int k = 0; k < nv; k++) {
       variant *x = &v[(k + r) % nv];
-      struct timespec t0, t1; struct rusage ru; int st;
+      struct timespec t0, t1; struct rusage ru; int st; int err[2];
+      if (pipe2(err, O_CLOEXEC)) { perror("pipe"); return 1; }
       clock_gettime(CLOCK_MONOTONIC, &t0);
       pid_t pid = fork();
       if (pid == 0) {
-        dup2(devnull, 0); dup2(devnull, 1); dup2(devnull, 2);
+        dup2(devnull, 0); dup2(devnull, 1); dup2(err[1], 2);
         execve(x->argv[0], x->argv, x->env);
         _exit(127);
       }
+      close(err[1]);
       if (pid < 0 || wait4(pid, &st, 0, &ru) < 0) { perror("fork/wait"); return 1; }
       clock_gettime(CLOCK_MONOTONIC, &t1);
+      char eb[256]; ssize_t en = read(err[0], eb, sizeof eb - 1); long ss, sn;
+      close(err[0]);
+      if (en > 0) { eb[en] = 0; if (sscanf(eb, "S %ld %ld", &ss, &sn) == 2)
+        x->s2e[x->ns2e++] = (ss - t0.tv_sec) * 1e6 + (sn - t0.tv_nsec) / 1e3; }
       x->us[r] = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
       x->rss[r] = ru.ru_maxrss;
       x->cpu[r] = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
@@ -164,9 +184,9 @@ int main(int argc, char **argv) {
     variant *x = &v[k]; double sum = 0;
     for (int r = 0; r < iter; r++) sum += x->us[r];
     qsort(x->us, iter, sizeof(double), cmp_d); qsort(x->rss, iter, sizeof(long), cmp_l);
-    qsort(x->cpu, iter, sizeof(double), cmp_d);
-    printf("%s %.1f %.1f %.1f %.1f %ld %d %.0f\n", x->name, x->us[iter / 2], x->us[iter / 10], x->us[iter * 9 / 10],
-           sum / iter, x->rss[iter / 2], x->fails, x->cpu[iter / 2]);
+    qsort(x->cpu, iter, sizeof(double), cmp_d); qsort(x->s2e, x->ns2e, sizeof(double), cmp_d);
+    printf("%s %.1f %.1f %.1f %.1f %ld %d %.0f %.1f\n", x->name, x->us[iter / 2], x->us[iter / 10], x->us[iter * 9 / 10],
+           sum / iter, x->rss[iter / 2], x->fails, x->cpu[iter / 2], x->ns2e ? x->s2e[x->ns2e / 2] : -1.0);
   }
   printf("syslog-records %ld\n", drained);
   return 0;
@@ -184,6 +204,7 @@ rshell_variants=( # name config command
   rshell-auto-inplace auto-inplace "$push"
   rshell-off-inplace off-inplace "$push"
   rshell-auto-log-rsync auto-true-rsync "$push"
+  rshell-auto-inplace-rsync auto-inplace-rsync "$push"
   rshell-probe off-false true
 )
 variants=(true "${env_base[@]}" -- /bin/true :: rsync-shaped "${env_base[@]}" -- "$tmp/rsync-shaped")
@@ -199,7 +220,7 @@ done
 
 # Sanity: every rshell variant must really be allowed (exit 0), not refused quickly.
 for exe in "$bin" ${base:+"$base"}; do
-  for cfg in auto-true off-false auto-inplace off-inplace auto-true-rsync; do
+  for cfg in auto-true off-false auto-inplace off-inplace auto-true-rsync auto-inplace-rsync; do
     if ! env -i "${env_base[@]}" "SSH_ORIGINAL_COMMAND=$push" "$exe" --config "$tmp/etc/$cfg.toml" "$tmp/root" </dev/null >/dev/null 2>"$tmp/err"; then
       echo "$exe refused the benchmark request ($cfg):" >&2; cat "$tmp/err" >&2; exit 1
     fi
@@ -226,9 +247,9 @@ fi
 echo "LSMs: $(cat /sys/kernel/security/lsm 2>/dev/null || echo unknown)"
 echo "load average before the run: $load"
 echo
-printf '%-26s %10s %10s %10s %10s %8s %12s %6s\n' variant median_us p10_us p90_us mean_us cpu_us maxrss_KiB fails
-grep -v '^syslog-records' "$tmp/results" | while read -r name med p10 p90 mean rss fails cpu; do
-  printf '%-26s %10s %10s %10s %10s %8s %12s %6s\n' "$name" "$med" "$p10" "$p90" "$mean" "$cpu" "$rss" "$fails"
+printf '%-26s %10s %10s %10s %10s %8s %12s %6s %8s\n' variant median_us p10_us p90_us mean_us cpu_us maxrss_KiB fails s2e_us
+grep -v '^syslog-records' "$tmp/results" | while read -r name med p10 p90 mean rss fails cpu s2e; do
+  printf '%-26s %10s %10s %10s %10s %8s %12s %6s %8s\n' "$name" "$med" "$p10" "$p90" "$mean" "$cpu" "$rss" "$fails" "$s2e"
 done
 echo "$(awk '/^syslog-records/ { print $2 }' "$tmp/results") syslog records received over the private /dev/log"
 
@@ -241,7 +262,7 @@ for ((i = 0; i < ${#rshell_variants[@]}; i += 3)); do
   for prefix in "" ${base:+base-}; do
     v=$prefix${rshell_variants[i]}
     alone=true
-    [ "${rshell_variants[i]}" = rshell-auto-log-rsync ] && alone=rsync-shaped
+    case ${rshell_variants[i]} in *-rsync) alone=rsync-shaped ;; esac
     m=$(median "$v")
     t=$(median "$alone")
     printf '%-38s %s µs  (%sx %s, %s µs)  [cpu %s µs]\n' "$v:" "$m" "$(ratio "$m" "$t")" "$alone" \
@@ -249,6 +270,17 @@ for ((i = 0; i < ${#rshell_variants[@]}; i += 3)); do
   done
 done
 t=$(median true)
+s2e() { awk -v n="$1" '$1 == n { print $9 }' "$tmp/results"; }
+echo
+echo "=== start-to-exec (medians: from the harness's fork until the exec'd rsync-shaped no-op"
+echo "    starts, by the CLOCK_MONOTONIC stamp it writes first; its own run and exit excluded)"
+echo "rsync-shaped no-op alone:              $(s2e rsync-shaped) µs"
+for prefix in "" ${base:+base-}; do
+  for v in rshell-auto-log-rsync rshell-auto-inplace-rsync; do
+    printf '%-38s %s µs  (%s µs over the no-op alone)\n' "$prefix$v:" "$(s2e "$prefix$v")" \
+      "$(minus "$(s2e "$prefix$v")" "$(s2e rsync-shaped)")"
+  done
+done
 if [ -n "$base" ]; then
   echo
   echo "=== BINARY minus BASELINE, same rounds (negative: BINARY is faster)"

@@ -23,6 +23,14 @@
 #                  (35 KB, not rsync) does not show what reading the rsync binary costs;
 #                  its overhead is reported against that no-op run alone
 #   probe          the client's `true` connectivity probe (no exec)
+#   inplace-rsync  as inplace, exec'ing the rsync-shaped no-op
+#   wrapper-exec, wrapper-spawn
+#                  a do-nothing static C wrapper that execs the rsync-shaped no-op in place,
+#                  or starts it with vfork and waits: what any wrapper costs on this machine
+# Start-to-exec: the rsync-shaped no-op writes a CLOCK_MONOTONIC stamp to stderr as it
+# starts (a constructor); the harness reads it from a pipe, so the time from the harness's
+# fork until the exec'd program runs is measured apart from that program's own run and exit
+# (and from rshell's wait, outcome record and exit after it).
 # With BASELINE set, every rshell variant also runs with that binary (`base-` prefix), in
 # the same interleaved rounds: a before/after comparison that holds on a busy machine.
 # The harness runs in a private mount namespace with its own datagram socket bind-mounted
@@ -97,6 +105,24 @@ char volatile data[512000] = {1};
 int main(int argc, char **argv) { return names[0][0] == rodata[argc] + data[argc]; }
 EOF
 cc -O2 -o "$tmp/rsync-shaped" "$tmp/rsync-shaped.c"
+
+# Two do-nothing wrappers, static like rshell: one execs its arguments in place, one starts
+# them as a child (vfork, as rshell's spawn) and waits. What any wrapper costs on this
+# machine: rshell's own work is what it adds beyond them.
+cat > "$tmp/wrapper.c" <<'EOF'
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  if (argv[1][0] == 'e') { execv(argv[2], argv + 2); return 127; }
+  pid_t pid = vfork();
+  if (pid == 0) { execv(argv[2], argv + 2); _exit(127); }
+  int st;
+  if (pid < 0 || waitpid(pid, &st, 0) < 0) return 71;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+EOF
+cc -O2 -static -o "$tmp/wrapper" "$tmp/wrapper.c"
 
 cat > "$tmp/harness.c" <<'EOF'
 /* harness ITER LOGSOCK  NAME [K=V...] -- PROG ARGS... [:: NAME ...]
@@ -207,7 +233,9 @@ rshell_variants=( # name config command
   rshell-auto-inplace-rsync auto-inplace-rsync "$push"
   rshell-probe off-false true
 )
-variants=(true "${env_base[@]}" -- /bin/true :: rsync-shaped "${env_base[@]}" -- "$tmp/rsync-shaped")
+variants=(true "${env_base[@]}" -- /bin/true :: rsync-shaped "${env_base[@]}" -- "$tmp/rsync-shaped"
+  :: wrapper-exec "${env_base[@]}" -- "$tmp/wrapper" e "$tmp/rsync-shaped"
+  :: wrapper-spawn "${env_base[@]}" -- "$tmp/wrapper" s "$tmp/rsync-shaped")
 for prefix in "" ${base:+base-}; do
   exe=$bin
   [ -n "$prefix" ] && exe=$base
@@ -275,6 +303,11 @@ echo
 echo "=== start-to-exec (medians: from the harness's fork until the exec'd rsync-shaped no-op"
 echo "    starts, by the CLOCK_MONOTONIC stamp it writes first; its own run and exit excluded)"
 echo "rsync-shaped no-op alone:              $(s2e rsync-shaped) µs"
+for v in wrapper-exec wrapper-spawn; do
+  printf '%-38s %s µs  (%s µs over the no-op alone; whole run %s µs over it)\n' \
+    "do-nothing static $v:" "$(s2e "$v")" "$(minus "$(s2e "$v")" "$(s2e rsync-shaped)")" \
+    "$(minus "$(median "$v")" "$(median rsync-shaped)")"
+done
 for prefix in "" ${base:+base-}; do
   for v in rshell-auto-log-rsync rshell-auto-inplace-rsync; do
     printf '%-38s %s µs  (%s µs over the no-op alone)\n' "$prefix$v:" "$(s2e "$prefix$v")" \

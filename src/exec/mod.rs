@@ -90,12 +90,9 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         (Ok(prepared), Ok(ready)) => match system::spawn(&prepared, ready.ruleset_fd()) {
             Ok(pid) => Ok((pid, ready.status().to_string())),
             Err(system::SpawnError::Setup(e)) => Err(exec_failed(&e)),
-            Err(system::SpawnError::Child(system::ChildStep::Exec, errno)) => Err(exec_failed(
-                &system::SysError::Exec(plan.program.display().to_string(), errno),
-            )),
-            Err(system::SpawnError::Child(step, errno)) => Err(exec_failed(
-                &system::SysError::Confine(confine::failed(step, errno).to_string()),
-            )),
+            Err(system::SpawnError::Child(step, errno)) => {
+                Err(exec_failed(&child_error(step, errno, &plan.program)))
+            }
         },
     };
     let (pid, landlock) = match started_child {
@@ -117,9 +114,9 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
             return code;
         }
     };
-    // The child runs rsync now (spawn returns once it exec'd): its I/O counters are
-    // readable by this uid while it lives (once it is a zombie, /proc hands them to root).
-    let io = std::fs::File::open(format!("/proc/{pid}/io")).ok();
+    // The child is exec'ing rsync now: its I/O counters are opened as soon as this uid may
+    // (see `system::open_proc_io`), while it lives.
+    let io = system::open_proc_io(pid);
     system::release_session_stdio();
     let idle = (plan.timeout > 0).then(|| Duration::from_secs(plan.timeout));
     let (code, line) = match system::wait_with_io(pid, io, idle) {
@@ -159,10 +156,78 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
     code
 }
 
+/// The error for the step at which the spawned child stopped: a Landlock step is a refusal
+/// (exit 77, as in place), the others are system errors (exit 71).
+fn child_error(
+    step: system::ChildStep,
+    errno: nix::errno::Errno,
+    program: &std::path::Path,
+) -> system::SysError {
+    use system::{ChildStep, SysError};
+    match step {
+        ChildStep::Exec => SysError::Exec(program.display().to_string(), errno),
+        ChildStep::NoNewPrivs | ChildStep::Landlock => {
+            SysError::Confine(confine::failed(step, errno).to_string())
+        }
+        ChildStep::Chdir => SysError::Io("chdir to root".into(), errno),
+        ChildStep::Descriptors => SysError::Io("keep descriptors".into(), errno),
+        ChildStep::ProcessGroup => SysError::Io("setpgid".into(), errno),
+    }
+}
+
 fn exec_failed(err: &system::SysError) -> i32 {
     eprintln!("rshell: denied: {err}");
     match err {
         system::SysError::Confine(_) => EXIT_DENIED,
         _ => EXIT_SYSTEM,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+    use system::ChildStep;
+
+    #[test]
+    fn each_failed_child_step_has_its_message_and_exit_code() {
+        let rsync = std::path::Path::new("/usr/bin/rsync");
+        let table = [
+            (
+                ChildStep::Exec,
+                "cannot run /usr/bin/rsync: ENOENT: No such file or directory",
+                EXIT_SYSTEM,
+            ),
+            (
+                ChildStep::Chdir,
+                "chdir to root: ENOENT: No such file or directory",
+                EXIT_SYSTEM,
+            ),
+            (
+                ChildStep::Descriptors,
+                "keep descriptors: ENOENT: No such file or directory",
+                EXIT_SYSTEM,
+            ),
+            (
+                ChildStep::ProcessGroup,
+                "setpgid: ENOENT: No such file or directory",
+                EXIT_SYSTEM,
+            ),
+            (
+                ChildStep::NoNewPrivs,
+                "landlock: no_new_privs could not be set: No such file or directory",
+                EXIT_DENIED,
+            ),
+            (
+                ChildStep::Landlock,
+                "landlock: landlock_restrict_self: No such file or directory",
+                EXIT_DENIED,
+            ),
+        ];
+        for (step, message, code) in table {
+            let err = child_error(step, Errno::ENOENT, rsync);
+            assert_eq!(err.to_string(), message, "{step:?}");
+            assert_eq!(exec_failed(&err), code, "{step:?}");
+        }
     }
 }

@@ -1086,6 +1086,32 @@ fn wait_readable(fd: Option<&OwnedFd>, timeout: Duration) -> bool {
     }
 }
 
+/// Open `/proc/PID/io` of a child that [`spawn`] started, while it lives (a zombie's /proc
+/// files belong to root). This uid may open it only once the child's execve has made the new
+/// image dumpable again — rshell is not dumpable, and neither is the child until then — which
+/// is a little after `spawn` returns: the CLONE_VFORK parent resumes when the child releases
+/// the old memory, before execve sets the new image's dumpability. So a refusal is retried
+/// while the child lives, for up to 50 ms (a set-id rsync, never dumpable, gives up then;
+/// a program that exits within microseconds of its exec is a zombie before it can be
+/// opened: both are logged as `io=unknown`).
+pub fn open_proc_io(pid: i32) -> Option<std::fs::File> {
+    let path = format!("/proc/{pid}/io");
+    let deadline = Instant::now() + Duration::from_millis(50);
+    loop {
+        match std::fs::File::open(&path) {
+            Ok(file) => return Some(file),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let gone = has_exited(nix::unistd::Pid::from_raw(pid)).unwrap_or(true);
+                if gone || Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// rchar + wchar of `pid` and its direct children (rsync's receiver is a child of the
 /// generator): any byte moved by any of them counts as activity.
 fn group_io(pid: i32) -> Option<u64> {

@@ -91,48 +91,7 @@ extern "C" fn child_entry() {
 /// `errno` in this thread and what it execs, as on a kernel without Landlock (ENOSYS) or with
 /// Landlock not enabled at boot (EOPNOTSUPP).
 fn simulate_kernel_without_landlock(errno: u32) {
-    const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let stmt = |code, k| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k, jt, jf| libc::sock_filter {
-        code: BPF_JEQ_K,
-        jt,
-        jf,
-        k,
-    };
-    let mut filter = [
-        stmt(BPF_LD_W_ABS, 0), // seccomp_data.nr
-        jeq(444, 3, 0),        // landlock_create_ruleset
-        jeq(445, 2, 0),        // landlock_add_rule
-        jeq(446, 1, 0),        // landlock_restrict_self
-        stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
-        stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | errno),
-    ];
-    let program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_mut_ptr(),
-    };
-    // SAFETY: plain prctl calls; `program` points to `filter`, both alive across the call, and
-    // the kernel copies the filter before returning.
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &program as *const libc::sock_fprog
-            ),
-            0,
-            "seccomp: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    common::fail_system_calls(&[444, 445, 446], errno);
 }
 
 // ---------------------------------------------------------------- parent side

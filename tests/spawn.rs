@@ -36,6 +36,19 @@ extern "C" fn child_entry() {
     let dir = PathBuf::from(dir);
     fail_close_range_with_enosys();
     let cwd = open_dir(&dir);
+    let (kept, _other, script) = kept_and_other(&dir);
+    let code = run(&cwd, &script, &[kept.as_raw_fd()], None).unwrap();
+    std::process::exit(code);
+}
+
+/// close_range fails with ENOSYS in this process from now on, as before Linux 5.9.
+fn fail_close_range_with_enosys() {
+    common::fail_system_calls(&[libc::SYS_close_range as u32], libc::ENOSYS as u32);
+}
+
+/// Two descriptors opened without close-on-exec in `dir` ("kept" and "other"), and a script
+/// that records, in kept.seen and other.seen, what the shell finds behind their numbers.
+fn kept_and_other(dir: &Path) -> (OwnedFd, OwnedFd, String) {
     let kept = open(&dir.join("kept"), OFlag::O_RDONLY, Mode::empty()).unwrap();
     let other = open(&dir.join("other"), OFlag::O_RDONLY, Mode::empty()).unwrap();
     let script = format!(
@@ -43,58 +56,20 @@ extern "C" fn child_entry() {
         kept.as_raw_fd(),
         other.as_raw_fd()
     );
-    let code = run(&cwd, &script, &[kept.as_raw_fd()], None).unwrap();
-    std::process::exit(code);
+    (kept, other, script)
 }
 
-/// close_range (436 on x86_64) fails with ENOSYS in this process from now on.
-fn fail_close_range_with_enosys() {
-    const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let mut filter = [
-        libc::sock_filter {
-            code: BPF_LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        libc::sock_filter {
-            code: BPF_JEQ_K,
-            jt: 1,
-            jf: 0,
-            k: libc::SYS_close_range as u32,
-        },
-        libc::sock_filter {
-            code: BPF_RET_K,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ALLOW,
-        },
-        libc::sock_filter {
-            code: BPF_RET_K,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        },
-    ];
-    let program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_mut_ptr(),
-    };
-    // SAFETY: plain prctl calls; `program` points to `filter`, both alive across the call, and
-    // the kernel copies the filter before returning.
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &program as *const libc::sock_fprog
-            ),
-            0
-        );
-    }
+/// What [`kept_and_other`]'s script saw: the kept file, and nothing for the other.
+fn assert_only_kept_seen(dir: &Path) {
+    assert_eq!(
+        read(dir, "kept.seen").trim(),
+        dir.join("kept").to_str().unwrap()
+    );
+    assert_eq!(
+        read(dir, "other.seen"),
+        "",
+        "a descriptor not kept leaked into the child"
+    );
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -236,23 +211,9 @@ fn the_child_inherits_the_descriptors_kept_and_no_other() {
     fs::write(dir.join("kept"), "k").unwrap();
     fs::write(dir.join("other"), "o").unwrap();
     // Both opened without close-on-exec: spawn itself must decide what the child gets.
-    let kept = open(&dir.join("kept"), OFlag::O_RDONLY, Mode::empty()).unwrap();
-    let other = open(&dir.join("other"), OFlag::O_RDONLY, Mode::empty()).unwrap();
-    let script = format!(
-        "readlink /proc/$$/fd/{} > kept.seen; readlink /proc/$$/fd/{} > other.seen; true",
-        kept.as_raw_fd(),
-        other.as_raw_fd()
-    );
+    let (kept, _other, script) = kept_and_other(&dir);
     assert_eq!(run(&cwd, &script, &[kept.as_raw_fd()], None).unwrap(), 0);
-    assert_eq!(
-        read(&dir, "kept.seen").trim(),
-        dir.join("kept").to_str().unwrap()
-    );
-    assert_eq!(
-        read(&dir, "other.seen"),
-        "",
-        "a descriptor not kept leaked into the child"
-    );
+    assert_only_kept_seen(&dir);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -285,15 +246,7 @@ fn without_close_range_the_child_marks_every_open_descriptor_itself() {
         .status()
         .unwrap();
     assert!(status.success(), "{status}");
-    assert_eq!(
-        read(&dir, "kept.seen").trim(),
-        dir.join("kept").to_str().unwrap()
-    );
-    assert_eq!(
-        read(&dir, "other.seen"),
-        "",
-        "a descriptor not kept leaked into the child"
-    );
+    assert_only_kept_seen(&dir);
     fs::remove_dir_all(&dir).unwrap();
 }
 

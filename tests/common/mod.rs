@@ -304,3 +304,50 @@ pub fn landlock() -> Result<(), String> {
         )),
     }
 }
+
+/// Makes the system calls numbered `calls` fail with `errno` in this thread and what it
+/// execs (seccomp, with `no_new_privs`), as on a kernel that lacks them: e.g. Landlock's
+/// 444–446 (the same numbers on every architecture), or close_range before Linux 5.11.
+/// For a child process of a test (re-executed test binary), never the harness itself.
+pub fn fail_system_calls(calls: &[u32], errno: u32) {
+    const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let stmt = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    // Load seccomp_data.nr; each listed number jumps to the last statement (the errno).
+    let mut filter = vec![stmt(BPF_LD_W_ABS, 0)];
+    for (i, nr) in calls.iter().enumerate() {
+        filter.push(libc::sock_filter {
+            code: BPF_JEQ_K,
+            jt: u8::try_from(calls.len() - i).expect("a short list"),
+            jf: 0,
+            k: *nr,
+        });
+    }
+    filter.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
+    filter.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | errno));
+    let program = libc::sock_fprog {
+        len: u16::try_from(filter.len()).expect("a short filter"),
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `program` points to `filter`, both alive across the call, and
+    // the kernel copies the filter before returning.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &program as *const libc::sock_fprog
+            ),
+            0,
+            "seccomp: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

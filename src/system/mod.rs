@@ -870,16 +870,20 @@ pub enum SpawnError {
 /// and execs. Returns the child's pid once it runs the program. This process is left as it
 /// was.
 ///
-/// Sound in any process, threaded or not: the child makes raw system calls only.
+/// Sound in any process, threaded or not: the child makes raw system calls only. A caller
+/// that installs signal handlers must know that one may run in the child just before its
+/// execve (see the mask below); rshell installs none.
 pub fn spawn(prepared: &PreparedExec, ruleset: Option<BorrowedFd>) -> Result<i32, SpawnError> {
     let mark_up_to = if close_range_marks_cloexec() {
         -1
     } else {
         highest_open_fd()
     };
-    // Signals stay blocked from here until the child's last step before execve, so that no
-    // signal handler ever runs in the child on this process's memory (rshell installs none;
-    // a caller might).
+    // Signals stay blocked from here until the child's last step before execve, so no signal
+    // handler runs in the child while it works on this process's memory. Between restoring
+    // the caller's mask and execve one could (posix_spawn resets every handled signal in the
+    // child against that, one system call per signal); rshell installs no handler (SIGPIPE is
+    // ignored, not handled), so none does.
     // SAFETY: sigfillset and pthread_sigmask write only the local sigset_t values passed.
     let (mut all, mut old): (libc::sigset_t, libc::sigset_t) =
         unsafe { (std::mem::zeroed(), std::mem::zeroed()) };

@@ -365,7 +365,8 @@ pub fn findings_with(user: &str, sshd_t_output: &str, logins: Option<&Logins>) -
     }
 
     // ~/.ssh/environment can set LD_PRELOAD, PATH, HOME for the shell and what it runs
-    // (spec A24). Only allowed globally in sshd_config, not in a Match block.
+    // (sshd's session.c reads it only then). Only allowed globally in sshd_config, not in
+    // a Match block.
     let env = s.get("permituserenvironment", "no");
     if !env.eq_ignore_ascii_case("no") {
         out.push(format!(

@@ -24,7 +24,7 @@ pub enum Value {
     /// A non-negative decimal integer.
     Uint,
     /// A size like `100`, `1.5M`, `2g` (`--max-size`), at most this many bytes when bounded
-    /// (`--max-alloc`: a client must not make the server allocate without limit, A23).
+    /// (`--max-alloc`: a client must not make the server allocate without limit).
     Size(Option<u64>),
     /// A charset name (`--iconv`).
     Charset,

@@ -5,12 +5,13 @@
 #   BASELINE=OLD_BINARY tests/bench/overhead.sh BINARY [ITERATIONS]
 #
 # A tiny C harness (compiled here with cc into a temp dir) fork/execs each variant with a
-# fixed environment, stdin from /dev/null, stdout/stderr to /dev/null, waits with wait4
+# fixed environment, stdin and stdout from/to /dev/null, stderr into a pipe (for the
+# start-to-exec stamp, below), waits with wait4
 # and records wall time (CLOCK_MONOTONIC), CPU time (user + system, of the process and of
 # what it waited for) and max resident set size. Variants run interleaved (round-robin,
 # rotating start) so drift hits them all alike. rshell runs in standalone forced-command
-# mode with `rsync = "/bin/true"` (e2e-notes: "measure a wrapper's start-up by pointing the
-# configured rsync at /bin/true"), so a run is the whole pipeline — config checks and
+# mode with `rsync = "/bin/true"` (a wrapper's start-up is measured by pointing the
+# configured rsync at /bin/true), so a run is the whole pipeline — config checks and
 # parse, passwd lookup, split, parse, decide, root lock, syslog record, Landlock (when on),
 # exec — minus rsync itself. Variants:
 #   auto/off       confine = "auto" (Landlock) or "off"

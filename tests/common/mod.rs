@@ -157,7 +157,7 @@ impl World {
 /// The reference policy of the corpus table.
 pub const REFERENCE: &str = "version = 1\n[defaults]\nroot = \"ROOT\"\n";
 
-/// The corpus strings (non-comment lines of shared/corpus).
+/// The corpus strings (the command column of tests/corpus-verdicts.tsv).
 pub fn corpus() -> Vec<String> {
     let text = include_str!("../corpus-verdicts.tsv");
     text.lines()

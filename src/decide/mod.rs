@@ -402,7 +402,9 @@ fn transfer(req: &Request, t: &ServerInvocation, plan: &mut ExecPlan) -> Result<
         ));
     }
     let guarded = req.landlock_enforced || (s.confine_root && rsync.confine_root);
-    if t.sender && t.has("files-from") && !guarded {
+    // A sender that reads a list of names from a server file (`Class::ReadPath`,
+    // `--files-from`) opens each listed name itself: rshell never sees them.
+    if t.sender && all_specs(t).any(|(spec, _)| spec.class == Class::ReadPath) && !guarded {
         return Err("--files-from on a download needs Landlock or --confine-root: the names come from a list rshell cannot vet".into());
     }
     if !t.sender

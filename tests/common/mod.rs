@@ -173,7 +173,10 @@ pub fn corpus() -> Vec<String> {
 /// The binary under test: `RSHELL_TEST_BIN` (tests/run-all.sh points it at the static
 /// release build, so the mode tests run exactly what ships), else cargo's own build.
 pub fn binary() -> String {
-    std::env::var("RSHELL_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rshell").to_string())
+    std::env::var("RSHELL_TEST_BIN")
+        .ok()
+        .filter(|bin| !bin.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_rshell").to_string())
 }
 
 /// What a test needs from the machine (root, a Landlock kernel, a program...) and whether it

@@ -10,31 +10,16 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::{account, World, REFERENCE};
+use common::{World, REFERENCE};
 use rshell::decide::ExecPlan;
-use rshell::{decide_command, decide_secluded, Failure, Form, Input};
+use rshell::Failure;
 use rstest::rstest;
 
 /// The request `command` (bytes, as sshd hands them over) under `policy`; with `stdin`,
 /// a secluded-args request whose words are `stdin` (the words after `rsync`).
 fn decide(world: &World, command: &[u8], stdin: Option<&[&[u8]]>) -> Result<ExecPlan, Failure> {
-    let policy = world.policy(REFERENCE);
-    let account = account(&world.home);
-    let input = Input {
-        form: Form::Login,
-        key: None,
-        config_path: Path::new("/etc/rshell.toml"),
-        account: &account,
-        client: None,
-        command,
-    };
-    match stdin {
-        Some(words) => {
-            let words: Vec<Vec<u8>> = words.iter().map(|w| w.to_vec()).collect();
-            decide_secluded(&input, &policy, &words)
-        }
-        None => decide_command(&input, &policy),
-    }
+    let words: Option<Vec<Vec<u8>>> = stdin.map(|w| w.iter().map(|w| w.to_vec()).collect());
+    world.decide_bytes(&world.policy(REFERENCE), command, words.as_deref())
 }
 
 /// A world whose root holds a Latin-1 directory `caf\xe9/` with a file `n\xff` in it, a

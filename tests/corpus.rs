@@ -5,10 +5,8 @@
 //! hand-written lines follow: a Latin-1 client's names, spelled `\xNN` for the raw byte.
 mod common;
 
-use std::path::Path;
-
-use common::{account, World, REFERENCE};
-use rshell::{decide_command, decide_secluded, Failure, Form, Input};
+use common::{World, REFERENCE};
+use rshell::Failure;
 
 /// A column as bytes: `\xNN` is the byte 0xNN, everything else as written.
 fn bytes(spelled: &str) -> Vec<u8> {
@@ -47,7 +45,6 @@ fn secluded_words(spelled: &str) -> Vec<Vec<u8>> {
 fn every_corpus_string_gets_its_labelled_verdict() {
     let world = World::with_corpus_fixtures("corpus");
     let policy = world.policy(REFERENCE);
-    let account = account(&world.home);
     let table = include_str!("corpus-verdicts.tsv");
     let mut checked = 0;
     let mut wrong = Vec::new();
@@ -60,19 +57,8 @@ fn every_corpus_string_gets_its_labelled_verdict() {
             Some((c, s)) => (c, Some(s)),
             None => (rest, None),
         };
-        let command_bytes = bytes(command);
-        let input = Input {
-            form: Form::Login,
-            key: None,
-            config_path: Path::new("/etc/rshell.toml"),
-            account: &account,
-            client: None,
-            command: &command_bytes,
-        };
-        let got = match stdin {
-            Some(words) => decide_secluded(&input, &policy, &secluded_words(words)),
-            None => decide_command(&input, &policy),
-        };
+        let words = stdin.map(secluded_words);
+        let got = world.decide_bytes(&policy, &bytes(command), words.as_deref());
         let ok = match (label, &got) {
             ("allow", Ok(_)) => true,
             (l, Err(Failure::Denied(reason))) if l.starts_with("deny: ") => {

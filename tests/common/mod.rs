@@ -137,10 +137,29 @@ impl World {
         command: &str,
         words: &[Vec<u8>],
     ) -> Result<ExecPlan, Failure> {
-        self.with_input(command, None, |input| decide_secluded(input, policy, words))
+        self.decide_bytes(policy, command.as_bytes(), Some(words))
     }
 
-    fn with_input<T>(&self, command: &str, client: Option<&str>, f: impl FnOnce(&Input) -> T) -> T {
+    /// The request `command` as sshd hands it over (bytes); with `words`, a secluded-args
+    /// request whose words come from standard input.
+    pub fn decide_bytes(
+        &self,
+        policy: &Policy,
+        command: &[u8],
+        words: Option<&[Vec<u8>]>,
+    ) -> Result<ExecPlan, Failure> {
+        self.with_input(command, None, |input| match words {
+            Some(words) => decide_secluded(input, policy, words),
+            None => decide_command(input, policy),
+        })
+    }
+
+    fn with_input<T>(
+        &self,
+        command: impl AsRef<[u8]>,
+        client: Option<&str>,
+        f: impl FnOnce(&Input) -> T,
+    ) -> T {
         let account = account(&self.home);
         let input = Input {
             form: Form::Login,
@@ -148,7 +167,7 @@ impl World {
             config_path: Path::new("/etc/rshell.toml"),
             account: &account,
             client: client.map(|c| c.parse().unwrap()),
-            command: command.as_bytes(),
+            command: command.as_ref(),
         };
         f(&input)
     }

@@ -103,32 +103,29 @@ serve() {
 skip_words() {
   /bin/bash -c 'while IFS= read -r -d "" w; do [ -n "$w" ] || exit 0; done; exit 1'
 }
+# Serve with standard input replaced by a fifo that FEED (a shell function) fills: whatever
+# it writes first, then the client's own stream (descriptor 3).
+serve_through() { # FIFO-BASE FEED
+  fifo="$1.$$.fifo"
+  /usr/bin/mkfifo "$fifo"
+  exec 3<&0
+  { "$2"; exec /bin/cat <&3; } >"$fifo" &
+  feeder=$!
+  exec 3<&-
+  (serve) <"$fifo"
+  rc=$?
+  kill "$feeder" 2>/dev/null
+  rm -f "$fifo"
+  exit "$rc"
+}
+stored_words() { /bin/cat "$SERVER_WORDS"; }
+await_gate() { while [ ! -e "$GATE" ]; do /bin/sleep 0.05; done; }
 if [ -n "$SERVER_WORDS" ]; then
   skip_words || { echo "fake-ssh: the client sent no secluded words" >&2; exit 70; }
-  fifo="$SERVER_WORDS.$$.fifo"
-  /usr/bin/mkfifo "$fifo"
-  exec 3<&0
-  { /bin/cat "$SERVER_WORDS"; exec /bin/cat <&3; } >"$fifo" &
-  feeder=$!
-  exec 3<&-
-  (serve) <"$fifo"
-  rc=$?
-  kill "$feeder" 2>/dev/null
-  rm -f "$fifo"
-  exit "$rc"
+  serve_through "$SERVER_WORDS" stored_words
 fi
 if [ -n "$GATE" ]; then
-  fifo="$GATE.$$.fifo"
-  /usr/bin/mkfifo "$fifo"
-  exec 3<&0
-  { while [ ! -e "$GATE" ]; do /bin/sleep 0.05; done; exec /bin/cat <&3; } >"$fifo" &
-  feeder=$!
-  exec 3<&-
-  (serve) <"$fifo"
-  rc=$?
-  kill "$feeder" 2>/dev/null
-  rm -f "$fifo"
-  exit "$rc"
+  serve_through "$GATE" await_gate
 fi
 serve
 "#;

@@ -81,7 +81,7 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
     }
     // Everything the child needs is made ready here: the argument strings and the Landlock
     // ruleset with its rules. The child (sharing this process's memory until it execs) then
-    // only makes system calls: process group, no_new_privs, Landlock, execve.
+    // only makes system calls (`system::spawn`).
     let ready = confine::prepare(&plan.ruleset, plan.confine, plan.root.fd.as_fd());
     let started = Instant::now();
     let started_child = match (system::prepare_exec(&image), ready) {
@@ -99,17 +99,8 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         Ok(spawned) => spawned,
         Err(code) => {
             if plan.log_outcome {
-                log::send(
-                    &format!(
-                        "outcome user={} uid={} from={} {} landlock=unknown duration_ms={} exit={code} io=unknown",
-                        record.user,
-                        record.uid,
-                        record.client.as_deref().unwrap_or("-"),
-                        record.reason,
-                        started.elapsed().as_millis(),
-                    ),
-                    false,
-                );
+                let line = format!("exit={code} io=unknown");
+                send_outcome(record, "landlock=unknown", started, &line);
             }
             return code;
         }
@@ -137,23 +128,27 @@ pub(crate) fn execute(plan: &ExecPlan, record: &log::Decision) -> i32 {
         }
         Err(e) => (EXIT_SYSTEM, format!("wait failed: {e}")),
     };
-    if !plan.log_outcome {
-        return code;
+    if plan.log_outcome {
+        send_outcome(record, &landlock, started, &line);
     }
+    code
+}
+
+/// The outcome record: who, the decision's reason, the Landlock status the child had, how
+/// long it took since the spawn, and `how` it ended (exit or signal, bytes, idle timeout).
+fn send_outcome(record: &log::Decision, landlock: &str, started: Instant, how: &str) {
     log::send(
         &format!(
-            "outcome user={} uid={} from={} {} {} duration_ms={} {}",
+            "outcome user={} uid={} from={} {} {} duration_ms={} {how}",
             record.user,
             record.uid,
             record.client.as_deref().unwrap_or("-"),
             record.reason,
-            log::escape(&landlock, 128),
+            log::escape(landlock, 128),
             started.elapsed().as_millis(),
-            line
         ),
         false,
     );
-    code
 }
 
 /// The error for the step at which the spawned child stopped: a Landlock step is a refusal
